@@ -183,3 +183,14 @@ class Decision:
     rejection: Rejection | None = None
     dropped: Mapping[str, str] = field(default_factory=dict)
     """Backends the rule wanted but capabilities or supply excluded, with why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens the upstream reported (or the router counted) for one served request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    counted: bool = False
+    """True when the upstream reported no usage and the router counted tokens itself."""
