@@ -1,0 +1,205 @@
+"""OpenAI-compatible upstreams (vLLM, llama.cpp's server, Ollama, SGLang, OpenAI itself),
+called over one pooled aiohttp session per backend: no new connection per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from router.backends.base import Completion, SupplyShortage
+from router.backends.sse import SSEFramer
+from router.backends.upstream_errors import classify
+from router.config import BackendConfig
+from router.errors import UpstreamFailed, UpstreamTimeout
+from router.types import JSONObject
+
+_CHUNK = 64 * 1024
+
+
+class OpenAICompatibleBackend:
+    """One upstream base URL; the URL comes from config only, never from a client."""
+
+    def __init__(self, name: str, config: BackendConfig) -> None:
+        if config.base_url is None:
+            raise ValueError(f"backend {name!r} needs a base_url")
+        self.name = name
+        self._config = config
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self._models_url = config.base_url.rstrip("/") + "/models"
+        self._headers = {"content-type": "application/json", **config.headers}
+        if config.api_key is not None:
+            self._headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeouts = self._config.timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._config.max_connections, keepalive_timeout=30, ttl_dns_cache=300
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
+                ),
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def _post(self, body: JSONObject, first_byte_s: float) -> aiohttp.ClientResponse:
+        """POST and wait for the response head; failures before it are supply shortages."""
+        try:
+            async with asyncio.timeout(first_byte_s):
+                return await self._client().post(
+                    self._url, data=orjson.dumps(body), headers=self._headers
+                )
+        except TimeoutError:
+            raise SupplyShortage(self.name, "no response before the first-byte timeout") from None
+        except aiohttp.ClientConnectorError:
+            raise SupplyShortage(self.name, "connection refused") from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            raise SupplyShortage(self.name, "connection dropped before a response") from None
+
+    async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self._config.max_response_bytes
+        if (response.content_length or 0) > limit:
+            raise UpstreamFailed(f"The {self.name} backend sent a response over {limit} bytes.")
+        parts: list[bytes] = []
+        size = 0
+        async for part in response.content.iter_chunked(_CHUNK):
+            size += len(part)
+            if size > limit:
+                raise UpstreamFailed(
+                    f"The {self.name} backend sent a response over {limit} bytes."
+                )
+            parts.append(part)
+        return b"".join(parts)
+
+    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+        if response.status == 200:
+            return
+        try:
+            body = await self._read_limited(response)
+        except (aiohttp.ClientError, TimeoutError, UpstreamFailed):
+            body = b""
+        finally:
+            response.release()
+        raise classify(self.name, response.status, body, response.headers)
+
+    async def complete(self, body: JSONObject, timeout_s: float) -> Completion:
+        first_byte_s = min(self._config.timeouts.first_byte_s, timeout_s)
+        response = await self._post(body, first_byte_s)
+        await self._raise_for_status(response)
+        try:
+            async with asyncio.timeout(min(self._config.timeouts.read_s, timeout_s)):
+                raw = await self._read_limited(response)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"The {self.name} backend did not finish its answer in time. Retry, or lower "
+                "max_tokens."
+            ) from None
+        except aiohttp.ClientError:
+            raise UpstreamFailed(
+                f"The {self.name} backend closed the connection mid-answer. Retry the request."
+            ) from None
+        finally:
+            response.release()
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamFailed(
+                f"The {self.name} backend answered with invalid JSON. Retry the request."
+            ) from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+            raise UpstreamFailed(
+                f"The {self.name} backend answered without a chat completion. Retry the request."
+            )
+        return Completion(body=raw, payload=payload)
+
+    async def stream(self, body: JSONObject, timeout_s: float) -> _AiohttpEventStream:
+        first_byte_s = min(self._config.timeouts.first_byte_s, timeout_s)
+        response = await self._post(body, first_byte_s)
+        await self._raise_for_status(response)
+        stream = _AiohttpEventStream(self.name, response, self._config.timeouts.read_s)
+        try:
+            async with asyncio.timeout(first_byte_s):
+                await stream.read_first()
+        except TimeoutError:
+            response.close()
+            raise SupplyShortage(self.name, "no first event before the first-byte timeout") \
+                from None
+        except (aiohttp.ClientError, StopAsyncIteration):
+            response.close()
+            raise SupplyShortage(self.name, "stream closed before its first event") from None
+        return stream
+
+    async def probe(self) -> None:
+        try:
+            async with asyncio.timeout(self._config.timeouts.connect_s):
+                async with self._client().get(self._models_url, headers=self._headers) as resp:
+                    if resp.status >= 500 or resp.status == 429:
+                        raise SupplyShortage(self.name, f"health probe got HTTP {resp.status}")
+        except TimeoutError:
+            raise SupplyShortage(self.name, "health probe timed out") from None
+        except aiohttp.ClientError:
+            raise SupplyShortage(self.name, "health probe could not connect") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _AiohttpEventStream:
+    """Whole SSE events from an upstream response, read chunk by chunk, never buffered whole."""
+
+    def __init__(self, backend: str, response: aiohttp.ClientResponse, read_s: float) -> None:
+        self._backend = backend
+        self._response = response
+        self._read_s = read_s
+        self._framer = SSEFramer()
+        self._ready: list[bytes] = []
+        self.first = b""
+
+    async def _next_event(self) -> bytes:
+        while not self._ready:
+            chunk = await self._response.content.readany()
+            if not chunk:
+                raise StopAsyncIteration
+            self._ready.extend(self._framer.feed(chunk))
+        return self._ready.pop(0)
+
+    async def read_first(self) -> None:
+        self.first = await self._next_event()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                async with asyncio.timeout(self._read_s):
+                    event = await self._next_event()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"The {self._backend} backend stalled mid-stream."
+                ) from None
+            except aiohttp.ClientError:
+                raise UpstreamFailed(
+                    f"The {self._backend} backend cut the stream off."
+                ) from None
+            yield event
+
+    @property
+    def unterminated(self) -> bool:
+        """True when the connection ended in the middle of an event."""
+        return bool(self._framer.pending.strip())
+
+    async def aclose(self) -> None:
+        self._response.close()
