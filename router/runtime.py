@@ -1,0 +1,176 @@
+"""Everything one router process holds, built once at start-up and passed explicitly.
+
+The request pipeline asks the runtime for each step; the runtime delegates to the layer that
+owns it (pure core, accounting, backends) and keeps the per-process bits: the background
+settlements of finished streams, and the in-memory snapshot the policy engine reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from router.accounting import Accountant
+from router.backends.base import Backend
+from router.backends.factory import build_backends
+from router.config import RouterConfig
+from router.core.inspect import inspect
+from router.core.model import Decision, Features, Principal, Snapshot, SupplyState, Usage
+from router.core.tokens import TokenCounter
+from router.dispatch import Dispatcher
+from router.errors import BudgetExceeded, InvalidRequest, NoBackendAvailable, RouterError
+from router.keys import KeyResolver
+from router.policy_runtime import PolicyHolder
+from router.pricing import PriceBook
+from router.store.base import KeyRecord, Store, StoreError
+from router.store.factory import open_store
+
+if TYPE_CHECKING:
+    from router.server.chat import Routed
+
+log = logging.getLogger("router.runtime")
+request_log = logging.getLogger("router.request")
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        store: Store,
+        prices: PriceBook,
+        accountant: Accountant,
+        keys: KeyResolver,
+        policy: PolicyHolder,
+        tokens: TokenCounter,
+        backends: Mapping[str, Backend],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.prices = prices
+        self.accountant = accountant
+        self.keys = keys
+        self.policy = policy
+        self.tokens = tokens
+        self.backends = backends
+        self.dispatcher = Dispatcher(backends)
+        self.aliases = frozenset(config.aliases)
+        self.supply: dict[str, SupplyState] = {name: SupplyState() for name in backends}
+        self.started_at: float | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._watchers: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def build(cls, config: RouterConfig) -> Runtime:
+        store = open_store(config.store.url, key_prefix=config.store.key_prefix,
+                           timeout_s=config.store.timeout_s)
+        prices = await PriceBook.load(store, config.prices)
+        return cls(
+            config,
+            store=store,
+            prices=prices,
+            accountant=Accountant(store, prices, fail_mode=config.store.fail_mode),
+            keys=KeyResolver.from_config(store, config.auth),
+            policy=PolicyHolder.load(config.policy, config.capabilities()),
+            tokens=TokenCounter(),
+            backends=build_backends(config.backends),
+        )
+
+    async def start(self) -> None:
+        self.started_at = time.time()
+        self._watchers.append(asyncio.create_task(self.policy.watch()))
+
+    async def stop(self) -> None:
+        """Finish settling what was served, then release every connection."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.config.server.graceful_timeout_s)
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(*(backend.close() for backend in self.backends.values()))
+        await self.store.close()
+
+    async def readiness_problems(self) -> list[str]:
+        try:
+            await self.store.ping()
+        except StoreError as error:
+            return [f"store unreachable: {error}"]
+        return []
+
+    def inspect(self, body: dict[str, object], headers: Mapping[str, str]) -> Features:
+        return inspect(body, headers, self.tokens)
+
+    def snapshot(self, key: KeyRecord) -> Snapshot:
+        key_budget, team_budget = self.accountant.budget_left(key)
+        now = time.time()
+        prices = {name: self.prices.price_at(backend.price_key, now)
+                  for name, backend in self.config.backends.items()}
+        return Snapshot(supply=self.supply, prices=prices, key_budget=key_budget,
+                        team_budget=team_budget)
+
+    def decide(self, features: Features, key: KeyRecord, pinned: str | None) -> Decision:
+        principal = Principal(key_id=key.key_id, team=key.team, tags=key.tags, name=key.name)
+        return self.policy.engine.decide(features, principal, self.snapshot(key), pinned)
+
+    def rejection_error(self, decision: Decision) -> RouterError:
+        rejection = decision.rejection
+        assert rejection is not None
+        error_class = {400: InvalidRequest, 429: BudgetExceeded}.get(
+            rejection.status, NoBackendAvailable
+        )
+        error: RouterError = error_class(rejection.message, code=rejection.code)
+        error.status = rejection.status
+        return error
+
+    def max_output_tokens(self, features: Features, decision: Decision) -> int:
+        """The most output any candidate may produce: what admission reserves for."""
+        requested = features.max_output_tokens
+        if decision.max_tokens_cap is not None:
+            requested = min(requested or decision.max_tokens_cap, decision.max_tokens_cap)
+        ceilings = [self.config.backends[name].capabilities.max_output_tokens
+                    for name in decision.candidates]
+        ceiling = max(ceilings, default=0)
+        return ceiling if requested is None else min(requested, ceiling)
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokens.count_text(text) if text else 0
+
+    def settle_later(self, routed: Routed, backend: str, usage: Usage, *, status: str,
+                     latency_ms: int) -> None:
+        """Settle a finished stream without blocking (or being cancelled with) its response."""
+        task = asyncio.create_task(self._settle(routed, backend, usage, status, latency_ms))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _settle(self, routed: Routed, backend: str, usage: Usage, status: str,
+                      latency_ms: int) -> None:
+        entry = await self.accountant.settle(
+            routed.admission, backend, usage, rule=routed.decision.rule,
+            fallbacks=routed.hops.names, latency_ms=latency_ms, status=status,
+        )
+        self.observe(routed, backend, usage, entry.cost, status=200, stream=True)
+
+    def observe(self, routed: Routed, backend: str, usage: Usage, cost: int, *, status: int,
+                stream: bool) -> None:
+        """One structured log line per served request: ids, decision, tokens, cost, latency."""
+        request_log.info(
+            "served",
+            extra={
+                "request_id": routed.request_id,
+                "key_id": routed.key.key_id,
+                "team": routed.key.team,
+                "backend": backend,
+                "rule": routed.decision.rule,
+                "fallbacks": list(routed.hops.names),
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "usage_counted": usage.counted,
+                "cost_micros": cost,
+                "status": status,
+                "stream": stream,
+                "latency_ms": int((time.monotonic() - routed.started) * 1000),
+            },
+        )

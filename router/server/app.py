@@ -1,0 +1,99 @@
+"""The FastAPI application: routes, one error handler for every client-facing error, and a
+lifespan that builds the runtime once and tears it down gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from router.config import RouterConfig
+from router.errors import InvalidRequest, NotFound, RouterError
+from router.runtime import Runtime
+from router.server import chat, probes
+from router.server.admin import router as admin_router
+from router.server.policy_routes import router as policy_router
+from router.server.request_id import request_id_of
+
+log = logging.getLogger("router.server")
+
+
+def _error_response(request: Request, error: RouterError) -> Response:
+    headers = {"x-request-id": request_id_of(request), **error.headers()}
+    return Response(error.body(), status_code=error.status, media_type="application/json",
+                    headers=headers)
+
+
+async def _router_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RouterError)
+    return _error_response(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = f"Invalid request: {where + ': ' if where else ''}{first.get('msg', 'malformed')}."
+    return _error_response(request, InvalidRequest(message, param=where or None))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error: RouterError = NotFound(
+            f"There is no route {request.url.path}. The API lives under /v1 "
+            "(POST /v1/chat/completions, GET /v1/models).", code="unknown_url"
+        )
+    else:
+        error = InvalidRequest(f"{exc.detail} ({request.method} {request.url.path}).",
+                               code="http_error")
+        error.status = exc.status_code
+    return _error_response(request, error)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"request_id": request_id_of(request)})
+    error = RouterError("The router hit an internal error. Retry; if it persists, report the "
+                        "x-request-id to the operator.", code="internal_error")
+    return _error_response(request, error)
+
+
+def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app; the runtime is created in the lifespan unless a test passes one in."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = runtime or await Runtime.build(config)
+        app.state.runtime = active
+        await active.start()
+        try:
+            yield
+        finally:
+            await active.stop()
+
+    app = FastAPI(
+        title="model-router",
+        summary="OpenAI-compatible, cost-aware router between a Mini and a full model.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_exception_handler(RouterError, _router_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_api_route("/v1/chat/completions", chat.chat_completions, methods=["POST"],
+                      tags=["client"])
+    app.add_api_route("/chat/completions", chat.chat_completions, methods=["POST"],
+                      include_in_schema=False)
+    app.include_router(probes.router)
+    app.include_router(policy_router)
+    app.include_router(admin_router)
+    return app
