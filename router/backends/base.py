@@ -16,7 +16,11 @@ from router.types import JSONObject
 
 
 class SupplyShortage(Exception):
-    """The backend cannot serve now (429, 503, 529, refused, timed out); another may."""
+    """The backend cannot serve now (429, 503, 529, refused, timed out); another may.
+
+    `reason` is a short code from a small fixed set (`http_429`, `refused`,
+    `first_byte_timeout`, `circuit_open`, ...), safe as a metric label and a header value.
+    """
 
     def __init__(self, backend: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(f"{backend}: {reason}")

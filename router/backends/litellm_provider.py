@@ -48,12 +48,14 @@ class LitellmBackend:
 
     def _translate(self, exc: Exception) -> Exception:
         lib = self._litellm
-        if isinstance(exc, lib.RateLimitError | lib.ServiceUnavailableError):
-            return SupplyShortage(self.name, type(exc).__name__)
+        if isinstance(exc, lib.RateLimitError):
+            return SupplyShortage(self.name, "http_429")
+        if isinstance(exc, lib.ServiceUnavailableError):
+            return SupplyShortage(self.name, "http_503")
         if isinstance(exc, lib.Timeout):
             return UpstreamTimeout(f"The {self.name} backend timed out. Retry the request.")
         if isinstance(exc, lib.APIConnectionError):
-            return SupplyShortage(self.name, "connection failed")
+            return SupplyShortage(self.name, "refused")
         status = getattr(exc, "status_code", None)
         if isinstance(status, int) and 400 <= status < 500:
             return UpstreamRejected(status, f"The {self.name} backend rejected the request.")
@@ -78,10 +80,10 @@ class LitellmBackend:
                 stream = _LitellmEventStream(self, chunks.__aiter__())
                 await stream.read_first()
         except TimeoutError:
-            raise SupplyShortage(self.name, "no first event before the first-byte timeout") \
+            raise SupplyShortage(self.name, "first_byte_timeout") \
                 from None
         except StopAsyncIteration:
-            raise SupplyShortage(self.name, "stream closed before its first event") from None
+            raise SupplyShortage(self.name, "dropped") from None
         except Exception as exc:  # noqa: BLE001 - see complete()
             raise self._translate(exc) from None
         return stream

@@ -58,11 +58,11 @@ class OpenAICompatibleBackend:
                     self._url, data=orjson.dumps(body), headers=self._headers
                 )
         except TimeoutError:
-            raise SupplyShortage(self.name, "no response before the first-byte timeout") from None
+            raise SupplyShortage(self.name, "first_byte_timeout") from None
         except aiohttp.ClientConnectorError:
-            raise SupplyShortage(self.name, "connection refused") from None
+            raise SupplyShortage(self.name, "refused") from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            raise SupplyShortage(self.name, "connection dropped before a response") from None
+            raise SupplyShortage(self.name, "dropped") from None
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self._config.max_response_bytes
@@ -130,11 +130,11 @@ class OpenAICompatibleBackend:
                 await stream.read_first()
         except TimeoutError:
             response.close()
-            raise SupplyShortage(self.name, "no first event before the first-byte timeout") \
+            raise SupplyShortage(self.name, "first_byte_timeout") \
                 from None
         except (aiohttp.ClientError, StopAsyncIteration):
             response.close()
-            raise SupplyShortage(self.name, "stream closed before its first event") from None
+            raise SupplyShortage(self.name, "dropped") from None
         return stream
 
     async def probe(self) -> None:
@@ -142,11 +142,11 @@ class OpenAICompatibleBackend:
             async with asyncio.timeout(self._config.timeouts.connect_s):
                 async with self._client().get(self._models_url, headers=self._headers) as resp:
                     if resp.status >= 500 or resp.status == 429:
-                        raise SupplyShortage(self.name, f"health probe got HTTP {resp.status}")
+                        raise SupplyShortage(self.name, "probe_failed")
         except TimeoutError:
-            raise SupplyShortage(self.name, "health probe timed out") from None
+            raise SupplyShortage(self.name, "probe_timeout") from None
         except aiohttp.ClientError:
-            raise SupplyShortage(self.name, "health probe could not connect") from None
+            raise SupplyShortage(self.name, "probe_refused") from None
 
     async def close(self) -> None:
         if self._session is not None:

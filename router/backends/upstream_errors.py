@@ -63,7 +63,7 @@ def classify(backend: str, status: int, body: bytes,
              headers: Mapping[str, str]) -> SupplyShortage | RouterError:
     """The exception for a non-2xx answer: shortage (fall back), rejection (relay) or failure."""
     if status in SHORTAGE_STATUSES:
-        return SupplyShortage(backend, f"HTTP {status}", retry_after(headers))
+        return SupplyShortage(backend, f"http_{status}", retry_after(headers))
     message, error_type, code, param = _error_fields(body)
     if 400 <= status < 500:
         return UpstreamRejected(
