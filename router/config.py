@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from router.core.model import Capabilities, Modality
+from router.supply.settings import SupplySettings
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -105,6 +106,7 @@ class BackendConfig(_Strict):
     max_connections: int = Field(256, gt=0)
     max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
     headers: dict[str, str] = {}
+    supply: SupplySettings = SupplySettings()
 
     _blank = field_validator("api_key", "base_url", mode="before")(_blank_to_none)
 
