@@ -29,15 +29,19 @@ class PromptSize:
     """Prompt length as a cheap [lower, upper] token bound, with the exact count on demand.
 
     The bound comes from character counts; the tokenizer runs only when a caller asks a
-    question the bound cannot answer, and at most once per request.
+    question the bound cannot answer, and at most once per request. `refine`, if given, is a
+    tighter lower bound that costs one pass over the text: it is tried (once) before the
+    tokenizer, so a prompt that is plainly too long is turned away without tokenizing it.
     """
 
-    __slots__ = ("_count", "_exact", "lower", "upper")
+    __slots__ = ("_count", "_exact", "_refine", "lower", "upper")
 
-    def __init__(self, lower: int, upper: int, count: Callable[[], int] | None = None) -> None:
+    def __init__(self, lower: int, upper: int, count: Callable[[], int] | None = None,
+                 refine: Callable[[], int] | None = None) -> None:
         self.lower = lower
         self.upper = upper
         self._count = count
+        self._refine = refine
         self._exact: int | None = lower if count is None and lower == upper else None
 
     @property
@@ -57,6 +61,11 @@ class PromptSize:
             return True
         if self.lower > limit:
             return False
+        if self._refine is not None and self._exact is None:
+            self.lower = max(self.lower, self._refine())
+            self._refine = None
+            if self.lower > limit:
+                return False
         return self.exact() <= limit
 
     def worst_case(self) -> int:
@@ -80,6 +89,7 @@ class Features:
     realtime_audio: bool = False
     prefer: str | None = None
     message_count: int = 0
+    json_object: bool = False
 
 
 @dataclass(frozen=True, slots=True)
