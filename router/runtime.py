@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING
 
 from router.accounting import Accountant
@@ -138,20 +138,17 @@ class Runtime:
     def count_tokens(self, text: str) -> int:
         return self.tokens.count_text(text) if text else 0
 
-    def settle_later(self, routed: Routed, backend: str, usage: Usage, *, status: str,
-                     latency_ms: int) -> None:
-        """Settle a finished stream without blocking (or being cancelled with) its response."""
-        task = asyncio.create_task(self._settle(routed, backend, usage, status, latency_ms))
+    def spawn(self, work: Coroutine[None, None, None]) -> None:
+        """Run work that must finish even if the request that started it is cancelled
+        (settling a stream); shutdown waits for it."""
+        task = asyncio.create_task(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
 
-    async def _settle(self, routed: Routed, backend: str, usage: Usage, status: str,
-                      latency_ms: int) -> None:
-        entry = await self.accountant.settle(
-            routed.admission, backend, usage, rule=routed.decision.rule,
-            fallbacks=routed.hops.names, latency_ms=latency_ms, status=status,
-        )
-        self.observe(routed, backend, usage, entry.cost, status=200, stream=True)
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("background settlement failed", exc_info=error)
 
     def observe(self, routed: Routed, backend: str, usage: Usage, cost: int, *, status: int,
                 stream: bool) -> None:

@@ -7,27 +7,25 @@ request is always settled, and a stream is settled when it ends, however it ends
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from router.accounting import Admission
-from router.backends.base import EventStream
 from router.core.model import Decision, Features, Usage
 from router.dispatch import Hops, Target
-from router.errors import InvalidRequest, NotFound, RouterError
+from router.errors import InvalidRequest, NotFound
 from router.runtime import Runtime
 from router.server.body import read_json_body
+from router.server.relay import Relay, RelayResponse
 from router.server.request_id import request_id_of
 from router.server.stream_meter import StreamMeter, generated_text, usage_from
 from router.store.base import KeyRecord
 from router.types import JSONObject
-
-log = logging.getLogger("router.request")
 
 _JSON = "application/json"
 
@@ -143,16 +141,14 @@ async def chat_completions(request: Request) -> Response:
                 targets, deadline, routed.hops
             )
     except BaseException:
-        await runtime.accountant.release(routed.admission)
+        await asyncio.shield(runtime.accountant.release(routed.admission))
         raise
     headers = _route_headers(routed, backend, runtime)
     if routed.features.stream:
         meter = StreamMeter(strip_usage_chunk=not _client_wants_usage(routed.body))
-        return StreamingResponse(
-            _relay(runtime, routed, backend, events, meter),
-            media_type="text/event-stream",
-            headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+        relay = Relay(backend, events, meter, partial(_settle_stream, runtime, routed),
+                      runtime.spawn)
+        return RelayResponse(relay, headers)
     usage = usage_from(completion.payload) or _counted_usage(
         runtime, routed, generated_text(completion.payload)
     )
@@ -183,38 +179,11 @@ def _elapsed_ms(routed: Routed) -> int:
     return int((time.monotonic() - routed.started) * 1000)
 
 
-async def _relay(runtime: Runtime, routed: Routed, backend: str, events: EventStream,
-                 meter: StreamMeter) -> AsyncIterator[bytes]:
-    """Forward events as they arrive; settle in the background when the stream ends,
-    whether it finished, the upstream cut it, or the client went away."""
-    status = "ok"
-    try:
-        first = meter.observe(events.first)
-        if first is not None:
-            yield first
-        async for event in events:
-            forwarded = meter.observe(event)
-            if forwarded is not None:
-                yield forwarded
-        if not meter.done:
-            status = "cut"
-            yield _stream_error_event(
-                f"The {backend} backend ended the stream early. The partial answer was "
-                "charged; retry for a complete one."
-            )
-    except RouterError as error:
-        status = "cut"
-        yield _stream_error_event(error.message)
-    except BaseException:
-        status = "client_gone"
-        raise
-    finally:
-        await events.aclose()
-        usage = meter.usage or _counted_usage(runtime, routed, meter.text)
-        runtime.settle_later(routed, backend, usage, status=status,
-                             latency_ms=_elapsed_ms(routed))
-
-
-def _stream_error_event(message: str) -> bytes:
-    error = RouterError(message, code="stream_interrupted")
-    return b"data: " + error.body() + b"\n\n"
+async def _settle_stream(runtime: Runtime, routed: Routed, backend: str, meter: StreamMeter,
+                         status: str) -> None:
+    usage = meter.usage or _counted_usage(runtime, routed, meter.text)
+    entry = await runtime.accountant.settle(
+        routed.admission, backend, usage, rule=routed.decision.rule,
+        fallbacks=routed.hops.names, latency_ms=_elapsed_ms(routed), status=status,
+    )
+    runtime.observe(routed, backend, usage, entry.cost, status=200, stream=True)

@@ -1,0 +1,87 @@
+"""Relay an upstream event stream to the client, and make sure it is settled exactly once,
+however it ends: finished, cut by the upstream, abandoned by the client, or never started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from router.backends.base import EventStream
+from router.errors import RouterError
+from router.server.stream_meter import StreamMeter
+
+OnEnd = Callable[[str, StreamMeter, str], Awaitable[None]]
+"""Called once with (backend, meter, status) when the stream is over: the settlement."""
+
+
+def stream_error_event(message: str) -> bytes:
+    """An SSE event carrying an OpenAI-shaped error, which the SDKs raise as an APIError."""
+    error = RouterError(message, code="stream_interrupted")
+    return b"data: " + error.body() + b"\n\n"
+
+
+class Relay:
+    def __init__(self, backend: str, events: EventStream, meter: StreamMeter, on_end: OnEnd,
+                 spawn: Callable[[Coroutine[None, None, None]], None]) -> None:
+        self._backend = backend
+        self._events = events
+        self._meter = meter
+        self._on_end = on_end
+        self._spawn = spawn
+        self._ended = False
+
+    async def events(self) -> AsyncIterator[bytes]:
+        status = "client_gone"
+        try:
+            first = self._meter.observe(self._events.first)
+            if first is not None:
+                yield first
+            async for event in self._events:
+                forwarded = self._meter.observe(event)
+                if forwarded is not None:
+                    yield forwarded
+            if self._meter.done:
+                status = "ok"
+            else:
+                status = "cut"
+                yield stream_error_event(
+                    f"The {self._backend} backend ended the stream early. The partial answer "
+                    "was charged; retry for a complete one."
+                )
+        except RouterError as error:
+            status = "cut"
+            yield stream_error_event(error.message)
+        finally:
+            self.end(status)
+
+    def end(self, status: str) -> None:
+        """Close the upstream and settle, once; never awaits, so cancellation can't skip it."""
+        if self._ended:
+            return
+        self._ended = True
+        self._spawn(self._finish(status))
+
+    async def _finish(self, status: str) -> None:
+        await self._events.aclose()
+        await self._on_end(self._backend, self._meter, status)
+
+
+class RelayResponse(StreamingResponse):
+    """A streaming response that settles its relay even if the body was never iterated."""
+
+    def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
+        super().__init__(
+            relay.events(),
+            media_type="text/event-stream",
+            headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+        self._relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._relay.end("client_gone")
