@@ -39,6 +39,12 @@ class Budget:
     window_s: int | None = None
     """Window length for a rolling budget; unused for calendar periods (UTC)."""
 
+    def __post_init__(self) -> None:
+        if self.hard_limit < 0:
+            raise ValueError(f"budget hard_limit must be >= 0, got {self.hard_limit}")
+        if self.period is Period.ROLLING and (self.window_s is None or self.window_s <= 0):
+            raise ValueError("a rolling budget needs window_s > 0")
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -145,6 +151,10 @@ class Settlement:
 
 PriceListener = Callable[[Price], Awaitable[None] | None]
 
+Clock = Callable[[], float]
+"""Wall-clock seconds since the epoch (time.time); injected so tests move time instead of
+sleeping. The Redis store ignores it: its scripts read Redis TIME."""
+
 
 class Store(Protocol):
     """Shared state. Every method either does its whole job or raises StoreError."""
@@ -165,8 +175,10 @@ class Store(Protocol):
                       budgets: tuple[Budget, ...]) -> None:
         """Drop a reservation and lease without charging: the request was never served."""
 
-    async def budget_status(self, budgets: tuple[Budget, ...]) -> tuple[BudgetStatus, ...]:
-        """Read where each budget stands, without changing anything."""
+    async def budget_status(self, team: str,
+                            budgets: tuple[Budget, ...]) -> tuple[BudgetStatus, ...]:
+        """Read where each budget stands, without changing anything. `team` is the team the
+        budgets belong to (a key budget lives with its key's team)."""
 
     async def add_price(self, price: Price) -> Price:
         """Store a new version; the store assigns the version number and notifies watchers."""

@@ -1,0 +1,100 @@
+"""Price changes from other replicas, via Redis pub/sub, in one background task.
+
+A message can be lost while the subscription is down, so every (re)subscribe is followed by
+a full reload of the prices: listeners must be idempotent (PriceBook.apply is). A half-open
+connection is noticed by pinging and expecting the pong within a few intervals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from router.core.model import Price
+from router.store.base import PriceListener, StoreError
+from router.store.codec import price_from_json
+from router.store.common import notify
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 1.0
+_PING_EVERY_S = 5.0
+_MAX_BACKOFF_S = 5.0
+
+
+class PriceWatcher:
+    """Runs the subscription while at least one listener is registered."""
+
+    def __init__(self, client: Any, channel: str,
+                 load: Callable[[], Awaitable[dict[str, list[Price]]]]) -> None:
+        self._client = client
+        self._channel = channel
+        self._load = load
+        self._listeners: list[PriceListener] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, listener: PriceListener) -> None:
+        self._listeners.append(listener)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name="price-watch")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _emit(self, price: Price) -> None:
+        for listener in list(self._listeners):
+            await notify(listener, price)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._session()
+            except (RedisError, OSError, TimeoutError, StoreError) as exc:
+                log.warning("price subscription lost (%s); resubscribing in %.1fs", exc,
+                            backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _session(self) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            for versions in (await self._load()).values():
+                for price in versions:
+                    await self._emit(price)
+            last_heard = last_ping = time.monotonic()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=False,
+                                                   timeout=_POLL_S)
+                now = time.monotonic()
+                if message is not None:
+                    last_heard = now
+                    if message.get("type") == "message":
+                        await self._handle(message.get("data"))
+                if now - last_heard > 3 * _PING_EVERY_S:
+                    raise TimeoutError("no pong from Redis on the price subscription")
+                if now - last_ping > _PING_EVERY_S:
+                    await pubsub.ping()
+                    last_ping = now
+        finally:
+            await pubsub.aclose()
+
+    async def _handle(self, data: object) -> None:
+        try:
+            price = price_from_json(str(data))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring malformed price message on %s: %s", self._channel, exc)
+            return
+        await self._emit(price)
