@@ -184,7 +184,7 @@ class Engine:
         decision = rule.pinned[pinned]
         state = snapshot.supply.get(pinned)
         if state is not None and not state.available:
+            short = f"{pinned} is short of supply: {_shortage(state)}"
             return Decision(candidates=decision.candidates, rule=rule.name,
-                            reasons=(*decision.reasons, f"{pinned} is {_shortage(state)}"),
-                            max_tokens_cap=rule.cap)
+                            reasons=(*decision.reasons, short), max_tokens_cap=rule.cap)
         return decision
