@@ -175,7 +175,7 @@ class MemoryStore:
         settled[rid] = now
         for old in [r for r, at in settled.items() if at <= now - _SETTLED_KEEP_MS]:
             del settled[old]
-        self._ledger.append(replace(settlement.entry, ts=round(now / 1000, 3)))
+        self._ledger.append(replace(settlement.entry, ts=self._clock()))
         return "ok", statuses()
 
     async def settle(self, settlement: Settlement) -> tuple[BudgetStatus, ...]:

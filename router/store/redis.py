@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ from router.types import Micros
 RedisClient = Redis | RedisCluster
 _VERBS = ("admit", "settle", "release", "status", "add_price", "put_key")
 _PAGE = 500
+_Order = tuple[float, int, int]
 
 
 @contextmanager
@@ -226,9 +228,11 @@ class RedisStore:
         return budgets_from_json(raw)
 
     async def _stream(self, team: str, since: float | None,
-                      until: float | None) -> AsyncIterator[tuple[tuple[int, int], LedgerEntry]]:
-        low = "-" if since is None else str(int(since * 1000))
-        high = "+" if until is None else str(int(until * 1000))
+                      until: float | None) -> AsyncIterator[tuple[_Order, LedgerEntry]]:
+        # Stream ids carry the ms of the XADD, which may differ from `ts` by a ms: read a ms
+        # wider, then filter on `ts` itself.
+        low = "-" if since is None else str(max(0, math.floor(since * 1000) - 1))
+        high = "+" if until is None else str(math.ceil(until * 1000) + 1)
         key = self._names.ledger(team)
         while True:
             with _guard("ledger read"):
@@ -236,16 +240,17 @@ class RedisStore:
             for entry_id, fields in page:
                 entry = entry_from_fields(fields)
                 if (since is None or entry.ts >= since) and (until is None or entry.ts <= until):
-                    yield _stream_id(entry_id), entry
+                    yield (entry.ts, *_stream_id(entry_id)), entry
             if len(page) < _PAGE:
                 return
             low = "(" + page[-1][0]
 
     async def ledger(self, since: float | None = None,
                      until: float | None = None) -> AsyncIterator[LedgerEntry]:
-        """Each team's stream is in time order; merge them by stream id."""
+        """Each team's stream is in time order; merge them by the microsecond timestamp the
+        settle script stamped (stream ids only have milliseconds)."""
         streams = [self._stream(team, since, until) for team in await self._teams()]
-        heap: list[tuple[tuple[int, int], int, LedgerEntry]] = []
+        heap: list[tuple[_Order, int, LedgerEntry]] = []
         for index, stream in enumerate(streams):
             first = await anext(stream, None)
             if first is not None:

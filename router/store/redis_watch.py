@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 1.0
 _PING_EVERY_S = 5.0
+_MIN_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
 
 
@@ -38,6 +39,7 @@ class PriceWatcher:
         self._load = load
         self._listeners: list[PriceListener] = []
         self._task: asyncio.Task[None] | None = None
+        self._backoff = _MIN_BACKOFF_S
 
     def add(self, listener: PriceListener) -> None:
         self._listeners.append(listener)
@@ -57,23 +59,29 @@ class PriceWatcher:
             await notify(listener, price)
 
     async def _run(self) -> None:
-        backoff = 0.1
         while True:
             try:
                 await self._session()
             except (RedisError, OSError, TimeoutError, StoreError) as exc:
                 log.warning("price subscription lost (%s); resubscribing in %.1fs", exc,
-                            backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                            self._backoff)
+            except Exception:
+                # redis-py can fail in its own ways (e.g. a cluster mid-reshard); replicas
+                # must keep seeing price changes, so the watcher outlives any one failure.
+                log.exception("price subscription failed; resubscribing in %.1fs",
+                              self._backoff)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
 
     async def _session(self) -> None:
+        await self._client.ping()  # a cluster client learns its slots on first command
         pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(self._channel)
             for versions in (await self._load()).values():
                 for price in versions:
                     await self._emit(price)
+            self._backoff = _MIN_BACKOFF_S
             last_heard = last_ping = time.monotonic()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=False,

@@ -16,6 +16,7 @@ from router.store.base import (
 
 KEY = "key-1"
 TEAM = "team-a"
+NO_LIMITS = Limits()
 
 
 def key_budget(limit: int, period: Period = Period.DAY, *, key_id: str = KEY,
@@ -29,7 +30,7 @@ def team_budget(limit: int, period: Period = Period.DAY, *, team: str = TEAM,
 
 
 def admit_request(rid: str, budgets: tuple[Budget, ...] = (), reserve: int = 100, *,
-                  key_id: str = KEY, team: str = TEAM, limits: Limits = Limits(),
+                  key_id: str = KEY, team: str = TEAM, limits: Limits = NO_LIMITS,
                   tokens: int = 10, lease_ttl_ms: int = 600_000) -> AdmitRequest:
     return AdmitRequest(rid, key_id, team, budgets, limits, reserve, tokens, lease_ttl_ms)
 

@@ -13,9 +13,15 @@ local function int_str(n)
   return string.format('%d', n)
 end
 
-local function now_ms()
+-- Redis TIME as (seconds, microseconds).
+local function redis_time()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]), tonumber(t[2])
+end
+
+local function now_ms()
+  local sec, usec = redis_time()
+  return sec * 1000 + math.floor(usec / 1000)
 end
 
 -- Howard Hinnant's civil-from-days / days-from-civil, valid for days >= 0.

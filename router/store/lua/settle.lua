@@ -12,11 +12,13 @@
 -- ARGV[3] tokens actually used, to correct the TPM count made at admission ('' = keep)
 -- ARGV[4] '1' = settle only an existing reservation (reconcile), '0' = charge regardless
 -- ARGV[5] n  ARGV[6..5+2n] per budget: period, window (s; 0 for calendar periods)
--- ARGV[6+2n..] ledger entry as field, value pairs (money as integer strings); adds 'ts' (s)
+-- ARGV[6+2n..] ledger entry as field, value pairs (money as integer strings); adds 'ts'
+--   (s, with microseconds: the ledger merges teams' streams by it)
 -- Returns {verdict ('ok' | 'dup' = already settled | 'gone' = no reservation and ARGV[4]
 --   is '1'), then per KEYS budget: spent, reserved, resets at (ms or '')}
 
-local now = now_ms()
+local sec, usec = redis_time()
+local now = sec * 1000 + math.floor(usec / 1000)
 local rid, cost = ARGV[1], tonumber(ARGV[2])
 local n = tonumber(ARGV[5])
 
@@ -78,6 +80,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int_str(now - 2 * DAY_MS))
 local fields = {}
 for i = 6 + 2 * n, #ARGV do fields[#fields + 1] = ARGV[i] end
 fields[#fields + 1] = 'ts'
-fields[#fields + 1] = string.format('%.3f', now / 1000)
+fields[#fields + 1] = string.format('%d.%06d', sec, usec)
 redis.call('XADD', KEYS[6], '*', unpack(fields))
 return reply('ok')
