@@ -16,9 +16,13 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from router.errors import AuthenticationFailed, RateLimited, StoreUnavailable
 from router.store.base import KeyRecord, Store, StoreError
+
+if TYPE_CHECKING:
+    from router.config import AuthConfig
 
 KEY_PREFIX = "sk-rt-"
 BOOTSTRAP_KEY_ID = "bootstrap"
@@ -99,6 +103,19 @@ class KeyResolver:
         if bootstrap_key:
             self._bootstrap = KeyRecord(BOOTSTRAP_KEY_ID, self.hash(bootstrap_key),
                                         bootstrap_team, name="bootstrap")
+
+    @classmethod
+    def from_config(cls, store: Store, auth: AuthConfig, *,
+                    pepper: str | None = None) -> KeyResolver:
+        """The resolver an `auth:` config section describes."""
+        per_minute = auth.failed_auth_per_minute
+        return cls(
+            store,
+            pepper=pepper,
+            bootstrap_key=auth.bootstrap_key.get_secret_value() if auth.bootstrap_key else None,
+            bootstrap_team=auth.bootstrap_team,
+            throttle=FailureThrottle(burst=per_minute, per_s=per_minute / 60),
+        )
 
     def hash(self, plaintext: str) -> str:
         """The stored form of a key under this server's pepper."""
