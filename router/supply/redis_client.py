@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -45,16 +45,19 @@ def _credentials(parts: SplitResult) -> dict[str, Any]:
     return out
 
 
-def redis_client(url: str, timeout_s: float) -> RedisClient:
-    """The client for a redis URL; connections open lazily, on first use."""
+def redis_client(url: str, timeout_s: float, max_connections: int = 64) -> RedisClient:
+    """The client for a redis URL; connections open lazily, on first use. A standalone
+    client waits up to `timeout_s` for a free connection rather than failing at once."""
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme in ("redis", "rediss"):
-        return Redis.from_url(url, **_options(timeout_s))
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections,
+                                               timeout=timeout_s, **_options(timeout_s))
+        return Redis.from_pool(pool)
     if scheme in ("redis+cluster", "rediss+cluster"):
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in _hosts(parts)],
-                            ssl=scheme.startswith("rediss"), **_credentials(parts),
-                            **_options(timeout_s))
+                            ssl=scheme.startswith("rediss"), max_connections=max_connections,
+                            **_credentials(parts), **_options(timeout_s))
     if scheme == "redis+sentinel":
         path = [p for p in parts.path.split("/") if p]
         if not path:

@@ -5,6 +5,7 @@ Redis Cluster. Time inside scripts is Redis TIME."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -75,6 +76,19 @@ class RedisSupplyStore:
         self._client: Any = client
         self._prefix = key_prefix
         self._scripts = {verb: client.register_script(script_source(verb)) for verb in _VERBS}
+        self._initialized = False
+        self._initializing = asyncio.Lock()
+
+    async def _ready(self) -> None:
+        """Connect once before the first command: redis-py's cluster client races when
+        several first commands start its lazy initialisation at once."""
+        if self._initialized:
+            return
+        async with self._initializing:
+            if not self._initialized:
+                with _guard("initialize"):
+                    await self._client.initialize()
+                self._initialized = True
 
     def _key(self, backend: str, name: str) -> str:
         return f"{self._prefix}:{{b:{quote(backend, safe='-_.@')}}}:{name}"
@@ -83,6 +97,7 @@ class RedisSupplyStore:
         return [self._key(backend, "breaker"), self._key(backend, "permits")]
 
     async def _run(self, verb: str, keys: list[str], args: list[str]) -> Any:
+        await self._ready()
         with _guard(verb):
             return await self._scripts[verb](keys=keys, args=args)
 
@@ -115,6 +130,7 @@ class RedisSupplyStore:
                     retry_after=retry_ms / 1000 if retry_ms else None)
 
     async def release(self, backend: str, lease_id: str) -> None:
+        await self._ready()
         with _guard("release"):
             await self._client.zrem(self._key(backend, "leases"), lease_id)
 
@@ -138,6 +154,7 @@ class RedisSupplyStore:
         return _view(reply)
 
     async def drain(self, backend: str, draining: bool) -> None:
+        await self._ready()
         with _guard("drain"):
             await self._client.hset(self._key(backend, "breaker"), "drain",
                                     "1" if draining else "0")
