@@ -89,4 +89,6 @@ def fit_check(caps: Capabilities) -> FitCheck:
 
 def _prompt_size(features: Features, room: int) -> str:
     prompt = features.prompt
-    return f"at least {prompt.lower} tokens" if prompt.lower > room else f"{prompt.exact()} tokens"
+    if prompt.lower > room and prompt.lower < prompt.upper and not prompt.tokenized:
+        return f"at least {prompt.lower} tokens"
+    return f"{prompt.exact()} tokens"

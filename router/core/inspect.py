@@ -187,7 +187,7 @@ def _tools(body: Mapping[str, Any], prompt: _Prompt) -> tuple[int, bool]:
 
 def _tool_choice(body: Mapping[str, Any]) -> str | None:
     choice = body.get("tool_choice")
-    if choice is None or choice in _TOOL_CHOICES:
+    if choice is None or (isinstance(choice, str) and choice in _TOOL_CHOICES):
         return choice
     if isinstance(choice, dict) and isinstance(choice.get("type"), str):
         return str(choice["type"])
@@ -199,7 +199,7 @@ def _response_format(body: Mapping[str, Any]) -> str | None:
     if value is None:
         return None
     kind = value.get("type") if isinstance(value, dict) else None
-    if kind not in _RESPONSE_FORMATS:
+    if not isinstance(kind, str) or kind not in _RESPONSE_FORMATS:
         raise _invalid("response_format", "expected type 'text', 'json_object' or 'json_schema'")
     return str(kind)
 
@@ -209,7 +209,8 @@ def _outputs(body: Mapping[str, Any]) -> frozenset[Modality]:
     audio = body.get("audio") is not None
     if requested is None:
         return frozenset({Modality.TEXT, Modality.AUDIO}) if audio else _TEXT
-    if not isinstance(requested, list) or not all(item in _OUTPUTS for item in requested):
+    if not isinstance(requested, list) or not all(
+            isinstance(item, str) and item in _OUTPUTS for item in requested):
         raise _invalid("modalities", "expected a list of 'text' and 'audio'")
     outputs = {_OUTPUTS[item] for item in requested}
     if audio:
