@@ -61,6 +61,16 @@ class ManualClock:
             self._changed.clear()
             await self._changed.wait()
 
+    def jump(self) -> float:
+        """Advance to the earliest pending sleeper's deadline; returns how far it moved."""
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+        if not self._sleepers:
+            return 0.0
+        moved = max(0.0, self._sleepers[0][0] - self._now)
+        self.advance(moved)
+        return moved
+
     def advance(self, seconds: float) -> None:
         """Move time forward and wake every sleeper whose deadline has come."""
         self._now += seconds
