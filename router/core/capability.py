@@ -1,11 +1,12 @@
 """Hard capability checks: can this backend serve this request at all?
 
-Context rule: with `out` the output tokens the backend may be asked for (the request's
-max_tokens / max_completion_tokens, lowered to the rule's cap; the cap itself when the request
-sets none), a backend fits when `out <= max_output_tokens` and
-`prompt_tokens + out <= context_window`. When neither the request nor the rule sets `out`, the
-prompt must leave room for one output token (`prompt_tokens < context_window`), as servers
-then default max_tokens to what is left of the window.
+Context rule, with `out` the output tokens the backend may be asked for:
+- the request sets max_tokens (or max_completion_tokens): `out` is that, lowered to the rule's
+  cap; the backend must allow it (`out <= max_output_tokens`), since the client asked for it;
+- only the rule caps: `out` is the cap, lowered to the backend's max output;
+- neither: no `out`; servers then default max_tokens to what is left of the window.
+The backend fits when `prompt_tokens + out <= context_window`, or, without `out`, when the
+prompt leaves room for one output token (`prompt_tokens < context_window`).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def fit_check(caps: Capabilities) -> FitCheck:
             return Unfit(Gap.JSON_SCHEMA, "no json_schema response format")
         out = output_tokens(features, cap)
         if out is not None and out > max_output:
-            return Unfit(Gap.MAX_OUTPUT, f"max output is {max_output} tokens, {out} asked")
+            if features.max_output_tokens is not None:
+                return Unfit(Gap.MAX_OUTPUT, f"max output is {max_output} tokens, {out} asked")
+            out = max_output
         room = window - (1 if out is None else out)
         if not features.prompt.at_most(room):
             return Unfit(Gap.CONTEXT, f"context window is {window} tokens, prompt is "

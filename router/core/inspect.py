@@ -149,7 +149,7 @@ class _Prompt:
             fixed + lower,
             fixed + upper,
             lambda: fixed + counter.count_texts(texts),
-            lambda: fixed + counter.word_bound(texts),
+            lambda limit: fixed + counter.word_bound(texts, limit - fixed),
         )
 
 

@@ -29,15 +29,16 @@ class PromptSize:
     """Prompt length as a cheap [lower, upper] token bound, with the exact count on demand.
 
     The bound comes from character counts; the tokenizer runs only when a caller asks a
-    question the bound cannot answer, and at most once per request. `refine`, if given, is a
-    tighter lower bound that costs one pass over the text: it is tried (once) before the
-    tokenizer, so a prompt that is plainly too long is turned away without tokenizing it.
+    question the bound cannot answer, and at most once per request. `refine(limit)`, if given,
+    is a tighter lower bound that costs one pass over the text (and may stop once it passes
+    `limit`, so it is exact only when it returns <= limit): it is tried before the tokenizer,
+    so a prompt that is plainly too long is turned away without tokenizing it.
     """
 
     __slots__ = ("_count", "_exact", "_refine", "lower", "upper")
 
     def __init__(self, lower: int, upper: int, count: Callable[[], int] | None = None,
-                 refine: Callable[[], int] | None = None) -> None:
+                 refine: Callable[[int], int] | None = None) -> None:
         self.lower = lower
         self.upper = upper
         self._count = count
@@ -62,10 +63,11 @@ class PromptSize:
         if self.lower > limit:
             return False
         if self._refine is not None and self._exact is None:
-            self.lower = max(self.lower, self._refine())
-            self._refine = None
-            if self.lower > limit:
+            refined = self._refine(limit)
+            self.lower = max(self.lower, refined)
+            if refined > limit:
                 return False
+            self._refine = None
         return self.exact() <= limit
 
     def worst_case(self) -> int:

@@ -1,7 +1,8 @@
 """Token counting with tiktoken, from the BPE rank files litellm ships inside its package.
 
 The files are read from disk once, at start-up, and checked against tiktoken's published
-SHA-256; nothing is ever downloaded and no environment variable is touched.
+SHA-256; nothing is ever downloaded and no environment variable is touched. Lone surrogates
+(legal in JSON) count as the 3 bytes of the U+FFFD tiktoken replaces them with.
 
 Besides exact counts, the counter gives sound bounds that cost no tokenizing:
 - upper: every BPE token covers at least one UTF-8 byte, so tokens <= bytes;
@@ -86,6 +87,8 @@ def _byte_classes() -> bytes:
 
 _CLASSES = _byte_classes()
 _WORD_START = bytes([_SPACE, _START])
+_CHUNK = 32_768
+"""Characters classified per step: small enough to stop early, large enough to stay in C."""
 
 
 class EncodingFileError(RuntimeError):
@@ -162,13 +165,21 @@ class TokenCounter:
         """Cheap (lower, upper) bounds of `count_texts(texts)`: a length per text, no scan."""
         size = 0
         for text in texts:
-            size += len(text) if text.isascii() else len(text.encode())
+            size += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         return -(-size // self.max_token_bytes), size
 
-    def word_bound(self, texts: Sequence[str]) -> int:
-        """A lower bound of `count_texts(texts)` from word starts; one pass over the bytes."""
-        if not texts:
-            return 0
-        joined = ("\n" + "\n".join(texts)).encode()
-        return max(joined.translate(_CLASSES).count(_WORD_START),
-                   -(-(len(joined) - len(texts)) // self.max_token_bytes))
+    def word_bound(self, texts: Sequence[str], limit: int) -> int:
+        """A lower bound of `count_texts(texts)` from word starts, in one pass over the bytes
+        that stops once the bound passes `limit`: the result is exact if it is <= limit."""
+        found = 0
+        for text in texts:
+            previous = _SPACE
+            for start in range(0, len(text), _CHUNK):
+                chunk = text[start:start + _CHUNK].encode("utf-8", "surrogatepass")
+                classes = chunk.translate(_CLASSES)
+                found += classes.count(_WORD_START) + (previous == _SPACE
+                                                       and classes[0] == _START)
+                if found > limit:
+                    return found
+                previous = classes[-1]
+        return found

@@ -170,7 +170,7 @@ def test_prompt_conditions_tokenize_once_when_the_bound_cannot_decide() -> None:
 
 
 def test_refined_lower_bound_is_tried_before_the_tokenizer() -> None:
-    prompt = PromptSize(10, 5000, never_counted(), lambda: 1500)
+    prompt = PromptSize(10, 5000, never_counted(), lambda limit: 1500)
     unfit = CHAIN.checks["mini"](features(prompt), None)
     assert unfit is not None
     assert unfit.gap is Gap.CONTEXT

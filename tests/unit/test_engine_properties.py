@@ -96,8 +96,10 @@ snapshots = st.builds(Snapshot, supply=st.dictionaries(st.sampled_from(NAMES), s
 def serves(caps: Capabilities, f: Features, cap: int | None) -> bool:
     """The hard constraints, written out again independently of the engine."""
     out = f.max_output_tokens
-    if cap is not None:
-        out = cap if out is None else min(out, cap)
+    if out is not None and cap is not None:
+        out = min(out, cap)
+    elif cap is not None:
+        out = min(cap, caps.max_output_tokens)
     return (f.input_modalities <= caps.input_modalities
             and f.output_modalities <= caps.output_modalities
             and (caps.image_generation or not f.image_generation)
@@ -119,22 +121,23 @@ def test_no_decision_breaks_a_hard_capability(backends: dict[str, Capabilities],
         {"rules": [{"name": f"r{i}", **rule} for i, rule in enumerate(rules)]})
     engine = compile_policy(policy, backends)
     decision = engine.decide(request, Principal("k", "t"), snapshot, pinned)
+    rule = next((r for r in engine.rules if r.name == decision.rule), None)
+    cap = None if rule is None else rule.cap
+    for name in decision.dropped:
+        assert not serves(backends[name], request, cap)
     if decision.rejection is not None:
         assert decision.candidates == ()
-        for name in decision.dropped:
-            assert not serves(backends[name], request, decision.max_tokens_cap)
         return
+    assert rule is not None
+    assert decision.max_tokens_cap == cap
     assert decision.candidates
     assert len(set(decision.candidates)) == len(decision.candidates)
     for name in decision.candidates:
-        assert serves(backends[name], request, decision.max_tokens_cap)
+        assert serves(backends[name], request, cap)
         assert name not in decision.dropped
-    rule = next(r for r in engine.rules if r.name == decision.rule)
     if pinned is not None:
         assert decision.candidates == (pinned,)
         return
     assert set(decision.candidates) | set(decision.dropped) == set(rule.route)
-    for name in decision.dropped:
-        assert not serves(backends[name], request, decision.max_tokens_cap)
     available = [snapshot.supply.get(n, SupplyState()).available for n in decision.candidates]
     assert available == sorted(available, reverse=True)

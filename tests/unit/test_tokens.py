@@ -21,6 +21,7 @@ SAMPLES = [
     " " * 300 + "a",
     "--\n/usr/bin\n/\n//--\n",
     "word\u00a0word\u2003word\u3000word\x85word",
+    ("lorem ipsum " * 6000)[:70_000],
     "12345678901234567890 1,234.5",
 ]
 
@@ -48,7 +49,11 @@ def _assert_sound(counter: TokenCounter, parts: list[str]) -> None:
     exact = counter.count_texts(parts)
     lower, upper = counter.bounds(parts)
     assert lower <= exact <= upper
-    assert lower <= counter.word_bound(parts) <= exact
+    words = counter.word_bound(parts, upper)
+    assert words <= exact
+    for limit in (0, words // 2, words - 1):
+        early = counter.word_bound(parts, limit)
+        assert early > limit or early == words
 
 
 @pytest.mark.parametrize("text", SAMPLES)
@@ -73,7 +78,11 @@ def test_bounds_hold_around_whitespace(counter: TokenCounter, cl100k: TokenCount
 
 def test_word_bound_is_close_on_prose(counter: TokenCounter) -> None:
     prose = "The quick brown fox jumps over the lazy dog, again and again. " * 200
-    assert counter.word_bound([prose]) >= 0.7 * counter.count_text(prose)
+    assert counter.word_bound([prose], 10**9) >= 0.7 * counter.count_text(prose)
+
+
+def test_lone_surrogates_are_bounded(counter: TokenCounter) -> None:
+    _assert_sound(counter, ["a\ud800b \udfff", "\ud83d"])
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
