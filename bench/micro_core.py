@@ -94,7 +94,7 @@ def main() -> None:
         lambda: shipped.decide(inspect(short, headers, counter), PRINCIPAL, SNAPSHOT), 20_000))
 
     per_prose = counter.count_text(PROSE * 100) / 100
-    long_text = PROSE * int(128_000 / per_prose + 1)
+    long_text = PROSE * int(128_500 / per_prose)
     long = _body(long_text)
     tokens = inspect(long, headers, counter).prompt.exact()
     print(f"\nlong prompt: {len(long_text.encode()):,} bytes, {tokens:,} tokens (o200k)")

@@ -182,16 +182,26 @@ def _gap(when: When, caps: Capabilities, cap: int | None) -> str | None:
     return None
 
 
+def _decides_first(earlier: Rule, rule: Rule, backends: Mapping[str, Capabilities]) -> bool:
+    """Whether `earlier`, when it matches, also decides every request `rule` could: a pinned
+    request passes over a route rule that does not list the pinned backend."""
+    if earlier.route is None:
+        return True
+    reachable = rule.route if rule.route is not None else list(backends) or [""]
+    return set(reachable) <= set(earlier.route)
+
+
 def _rule_problems(index: int, rule: Rule, earlier: list[Rule],
                    backends: Mapping[str, Capabilities]) -> Iterator[tuple[Severity, Loc, str]]:
     loc: Loc = ("rules", index)
-    catch_all = next((r for r in earlier if r.when.is_empty()), None)
+    shadows = [r for r in earlier if _decides_first(r, rule, backends)]
+    catch_all = next((r for r in shadows if r.when.is_empty()), None)
     if catch_all is not None:
         yield "warning", (*loc, "name"), \
             f"rule '{rule.name}' is never reached: rule '{catch_all.name}' before it matches " \
             "every request"
         return
-    same = next((r for r in earlier if r.when == rule.when), None)
+    same = next((r for r in shadows if r.when == rule.when), None)
     if same is not None:
         yield "warning", (*loc, "when"), \
             f"rule '{rule.name}' is never reached: rule '{same.name}' has the same conditions"

@@ -30,22 +30,24 @@ def _one_or_many(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-class ModalityCondition(_Model):
-    """Sets of modalities: at least one of `any`, every one of `all`, none of `none`."""
-
-    any: list[Modality] | None = None
-    all: list[Modality] | None = None
-    none: list[Modality] | None = None
+class _SetCondition(_Model):
+    """At least one of `any`, every one of `all`, none of `none`; a bare list means `any`."""
 
     @model_validator(mode="before")
     @classmethod
     def _list_means_any(cls, value: object) -> object:
         return {"any": value} if isinstance(value, list | str) else value
 
-    @field_validator("any", "all", "none", mode="before")
+    @field_validator("any", "all", "none", mode="before", check_fields=False)
     @classmethod
     def _scalar(cls, value: object) -> object:
         return _one_or_many(value)
+
+
+class ModalityCondition(_SetCondition):
+    any: list[Modality] | None = None
+    all: list[Modality] | None = None
+    none: list[Modality] | None = None
 
 
 class _Range(_Model):
@@ -106,20 +108,10 @@ class BudgetCondition(_Model):
     """remaining / limit, from 0 to 1."""
 
 
-class TagCondition(_Model):
+class TagCondition(_SetCondition):
     any: list[str] | None = None
     all: list[str] | None = None
     none: list[str] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _list_means_any(cls, value: object) -> object:
-        return {"any": value} if isinstance(value, list | str) else value
-
-    @field_validator("any", "all", "none", mode="before")
-    @classmethod
-    def _scalar(cls, value: object) -> object:
-        return _one_or_many(value)
 
 
 class SupplyCondition(_Model):

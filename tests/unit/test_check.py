@@ -108,15 +108,23 @@ def test_impossible_rules(when: str, action: str, severity: str, message: str) -
 
 
 def test_unreachable_rules() -> None:
-    text = ("rules:\n  - name: a\n    when: {stream: true}\n    route: [full]\n"
+    text = ("rules:\n  - name: a\n    when: {stream: true}\n    route: [full, mini]\n"
             "  - name: b\n    when: {stream: true}\n    route: [mini]\n"
-            "  - name: all\n    route: [full]\n  - name: late\n    route: [mini]\n")
+            "  - name: all\n    route: [full, mini, plain]\n  - name: late\n    route: [mini]\n")
     found = _problems(text)
     assert found == [
         ("warning", 6, 11, "rule 'b' is never reached: rule 'a' has the same conditions"),
         ("warning", 10, 11, "rule 'late' is never reached: rule 'all' before it matches every "
                             "request"),
     ]
+
+
+def test_rules_pinned_requests_reach_are_not_unreachable() -> None:
+    text = ("rules:\n  - name: a\n    when: {stream: true}\n    route: [full]\n"
+            "  - name: b\n    when: {stream: true}\n    route: [mini]\n"
+            "  - name: all\n    route: [full]\n  - name: late\n    route: [mini]\n"
+            "  - name: guard\n    reject: {status: 429, message: Nope}\n")
+    assert _problems(text) == []
 
 
 def test_missing_catch_all_is_a_warning() -> None:
