@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from router.core.capability import Gap
+from router.core.compile import _CHEAP_FIRST
 from router.core.engine import Engine
 from router.core.model import (
     BreakerState,
@@ -19,6 +20,7 @@ from router.core.model import (
     Snapshot,
     SupplyState,
 )
+from router.core.policy import When
 from tests.unit.core_support import build_engine, features, never_counted, one_rule
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -376,3 +378,7 @@ def test_pinned_model_short_of_supply_is_still_tried() -> None:
 def test_a_short_prompt_is_decided_without_tokenizing() -> None:
     prompt = PromptSize(10, 60, never_counted())
     assert _default().decide(features(prompt), WHO, Snapshot()).candidates == ("mini", "full")
+
+
+def test_every_condition_field_is_compiled() -> None:
+    assert sorted(_CHEAP_FIRST) == sorted(When.model_fields)
