@@ -8,7 +8,6 @@ connection is noticed by pinging and expecting the pong within a few intervals.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +39,7 @@ class PriceWatcher:
         self._listeners: list[PriceListener] = []
         self._task: asyncio.Task[None] | None = None
         self._backoff = _MIN_BACKOFF_S
+        self._stopping = False
 
     def add(self, listener: PriceListener) -> None:
         self._listeners.append(listener)
@@ -48,10 +48,14 @@ class PriceWatcher:
                                                                 name="price-watch")
 
     async def close(self) -> None:
+        """Stop the task. A cancel that lands as redis-py's own read timeout fires can be
+        swallowed (Python 3.11's asyncio.timeout), so the loop also checks a flag."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=3 * _POLL_S)
+            if not self._task.done():
+                log.warning("price watcher did not stop within %.0fs", 3 * _POLL_S)
             self._task = None
 
     async def _emit(self, price: Price) -> None:
@@ -59,7 +63,7 @@ class PriceWatcher:
             await notify(listener, price)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._session()
             except (RedisError, OSError, TimeoutError, StoreError) as exc:
@@ -70,6 +74,8 @@ class PriceWatcher:
                 # must keep seeing price changes, so the watcher outlives any one failure.
                 log.exception("price subscription failed; resubscribing in %.1fs",
                               self._backoff)
+            else:
+                continue  # the session ended because the watcher is stopping
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
 
@@ -83,7 +89,7 @@ class PriceWatcher:
                     await self._emit(price)
             self._backoff = _MIN_BACKOFF_S
             last_heard = last_ping = time.monotonic()
-            while True:
+            while not self._stopping:
                 message = await pubsub.get_message(ignore_subscribe_messages=False,
                                                    timeout=_POLL_S)
                 now = time.monotonic()
