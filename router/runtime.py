@@ -18,20 +18,39 @@ from router.backends.base import Backend
 from router.backends.factory import build_backends
 from router.config import RouterConfig
 from router.core.inspect import inspect
-from router.core.model import Decision, Features, Principal, Snapshot, SupplyState, Usage
+from router.core.model import Decision, Features, Principal, Snapshot, Usage
 from router.core.tokens import TokenCounter
 from router.dispatch import Dispatcher
-from router.errors import BudgetExceeded, InvalidRequest, NoBackendAvailable, RouterError
+from router.errors import (
+    BudgetExceeded,
+    InvalidRequest,
+    NoBackendAvailable,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RouterError,
+)
 from router.keys import KeyResolver
+from router.metrics import Metrics
 from router.policy_runtime import PolicyHolder
 from router.pricing import PriceBook
 from router.store.base import KeyRecord, Store, StoreError
 from router.store.factory import open_store
+from router.supply.factory import build_supply
+from router.supply.manager import SupplyManager
 
 if TYPE_CHECKING:
     from router.server.chat import Routed
 
 log = logging.getLogger("router.runtime")
+
+_REJECTIONS: dict[int, type[RouterError]] = {
+    400: InvalidRequest, 403: PermissionDenied, 404: NotFound, 413: PayloadTooLarge,
+    429: BudgetExceeded,
+}
+_TOKENIZE_ABOVE = 4096
+"""Prompts whose byte bound exceeds this are tokenized before admission, so a long prompt
+reserves what it will cost, not the 4-5x looser byte bound."""
 request_log = logging.getLogger("router.request")
 
 
@@ -47,6 +66,8 @@ class Runtime:
         policy: PolicyHolder,
         tokens: TokenCounter,
         backends: Mapping[str, Backend],
+        supply: SupplyManager,
+        metrics: Metrics,
     ) -> None:
         self.config = config
         self.store = store
@@ -56,9 +77,10 @@ class Runtime:
         self.policy = policy
         self.tokens = tokens
         self.backends = backends
-        self.dispatcher = Dispatcher(backends)
+        self.supply = supply
+        self.metrics = metrics
+        self.dispatcher = Dispatcher(backends, supply)
         self.aliases = frozenset(config.aliases)
-        self.supply: dict[str, SupplyState] = {name: SupplyState() for name in backends}
         self.started_at: float | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._watchers: list[asyncio.Task[None]] = []
@@ -68,19 +90,30 @@ class Runtime:
         store = open_store(config.store.url, key_prefix=config.store.key_prefix,
                            timeout_s=config.store.timeout_s)
         prices = await PriceBook.load(store, config.prices)
+        backends = build_backends(config.backends)
+        metrics = Metrics()
+        auth = config.auth
         return cls(
             config,
             store=store,
             prices=prices,
             accountant=Accountant(store, prices, fail_mode=config.store.fail_mode),
-            keys=KeyResolver.from_config(store, config.auth),
+            keys=KeyResolver(
+                store,
+                bootstrap_key=auth.bootstrap_key.get_secret_value()
+                if auth.bootstrap_key else None,
+                bootstrap_team=auth.bootstrap_team,
+            ),
             policy=PolicyHolder.load(config.policy, config.capabilities()),
             tokens=TokenCounter(),
-            backends=build_backends(config.backends),
+            backends=backends,
+            supply=build_supply(config, backends, metrics=metrics),
+            metrics=metrics,
         )
 
     async def start(self) -> None:
         self.started_at = time.time()
+        await self.supply.start()
         self._watchers.append(asyncio.create_task(self.policy.watch()))
 
     async def stop(self) -> None:
@@ -90,6 +123,8 @@ class Runtime:
         for task in self._watchers:
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+        await self.accountant.close()
+        await self.supply.stop()
         await asyncio.gather(*(backend.close() for backend in self.backends.values()))
         await self.store.close()
 
@@ -108,7 +143,7 @@ class Runtime:
         now = time.time()
         prices = {name: self.prices.price_at(backend.price_key, now)
                   for name, backend in self.config.backends.items()}
-        return Snapshot(supply=self.supply, prices=prices, key_budget=key_budget,
+        return Snapshot(supply=self.supply.snapshot(), prices=prices, key_budget=key_budget,
                         team_budget=team_budget)
 
     def decide(self, features: Features, key: KeyRecord, pinned: str | None) -> Decision:
@@ -118,9 +153,7 @@ class Runtime:
     def rejection_error(self, decision: Decision) -> RouterError:
         rejection = decision.rejection
         assert rejection is not None
-        error_class = {400: InvalidRequest, 429: BudgetExceeded}.get(
-            rejection.status, NoBackendAvailable
-        )
+        error_class = _REJECTIONS.get(rejection.status, NoBackendAvailable)
         error: RouterError = error_class(rejection.message, code=rejection.code)
         error.status = rejection.status
         return error
@@ -134,6 +167,12 @@ class Runtime:
                     for name in decision.candidates]
         ceiling = max(ceilings, default=0)
         return ceiling if requested is None else min(requested, ceiling)
+
+    @staticmethod
+    def reserve_tokens(features: Features) -> int:
+        """Prompt tokens admission reserves for."""
+        prompt = features.prompt
+        return prompt.exact() if prompt.upper > _TOKENIZE_ABOVE else prompt.worst_case()
 
     def count_tokens(self, text: str) -> int:
         return self.tokens.count_text(text) if text else 0

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from router import __version__
-from router.cli import admin, policy, serve
+from router.cli import admin, backends, mini, policy, serve
 from router.config import ConfigError
 
-_GROUPS = (serve, policy, admin)
+_GROUPS = (serve, policy, admin, backends, mini)
 
 
 def build_parser() -> argparse.ArgumentParser:

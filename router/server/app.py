@@ -19,6 +19,7 @@ from router.errors import InvalidRequest, NotFound, RouterError
 from router.runtime import Runtime
 from router.server import chat, probes
 from router.server.admin import router as admin_router
+from router.server.backends_admin import router as backends_admin_router
 from router.server.policy_routes import router as policy_router
 from router.server.request_id import request_id_of
 
@@ -96,4 +97,5 @@ def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(probes.router)
     app.include_router(policy_router)
     app.include_router(admin_router)
+    app.include_router(backends_admin_router)
     return app

@@ -44,7 +44,7 @@ class Routed:
     hops: Hops
 
 
-def _model_of(body: JSONObject, runtime: Runtime) -> str | None:
+def pinned_backend(body: JSONObject, runtime: Runtime) -> str | None:
     """The backend a client pinned, or None for a routed alias; 404 for anything else."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -108,7 +108,7 @@ async def _route(request: Request, runtime: Runtime) -> Routed:
     key = await runtime.keys.resolve(request.headers.get("authorization"), client)
     limits = runtime.config.server
     body = await read_json_body(request, limits.max_body_bytes, limits.max_json_depth)
-    pinned = _model_of(body, runtime)
+    pinned = pinned_backend(body, runtime)
     features = runtime.inspect(body, request.headers)
     if features.message_count > limits.max_messages:
         raise InvalidRequest(f"The request has {features.message_count} messages; the limit is "
@@ -122,7 +122,7 @@ async def _route(request: Request, runtime: Runtime) -> Routed:
         request_id,
         key,
         [(name, runtime.config.backends[name].price_key) for name in decision.candidates],
-        features.prompt.worst_case(),
+        runtime.reserve_tokens(features),
         max_output,
     )
     return Routed(request_id, key, body, features, decision, admission, started, Hops())
