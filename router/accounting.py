@@ -23,7 +23,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -157,11 +157,14 @@ class Accountant:
                 request_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
                 self._lease_ttl_ms))
         except StoreError as exc:
-            if self._fail_mode == "closed":
-                raise StoreUnavailable(
-                    "The budget store is unreachable; retry shortly.") from exc
-            self._store_down(exc)
-            return Admission(request_id, key, budgets, reserve, prices, tokens, now, local=True)
+            admission = Admission(request_id, key, budgets, reserve, prices, tokens, now,
+                                  local=True)
+            if self._fail_mode == "open":
+                self._store_down(exc)
+                return admission
+            if exc.maybe_applied:  # the reservation may exist: give it back, or it is charged
+                self._enqueue(_Pending(release=replace(admission, local=False)), exc)
+            raise StoreUnavailable("The budget store is unreachable; retry shortly.") from exc
         self._remember(result.budgets)
         if not result.admitted:
             raise self._denial(key, result, reserve, tokens, now)

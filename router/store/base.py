@@ -220,3 +220,8 @@ class Store(Protocol):
 
 class StoreError(Exception):
     """The store could not be reached or did not answer in time."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+        """True when the store timed out mid-command, so a write may have happened anyway."""

@@ -9,7 +9,7 @@ without a lock. Time comes from the injected clock.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -63,7 +63,8 @@ class MemoryStore:
         self._counters: defaultdict[str, dict[str, int]] = defaultdict(dict)
         self._leases: defaultdict[str, dict[str, int]] = defaultdict(dict)
         self._reservations: defaultdict[str, dict[str, _Reservation]] = defaultdict(dict)
-        self._settled: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        # Per team, request_id -> settle time, in settle order so trimming pops the front.
+        self._settled: defaultdict[str, OrderedDict[str, int]] = defaultdict(OrderedDict)
         self._ledger: list[LedgerEntry] = []
         self._prices: dict[str, list[Price]] = {}
         self._by_id: dict[str, KeyRecord] = {}
@@ -173,8 +174,8 @@ class MemoryStore:
                 self._charge(self._names.budget(team, budget), budget, "", settlement.cost, now)
         self._leases[self._names.leases(team, settlement.key_id)].pop(rid, None)
         settled[rid] = now
-        for old in [r for r, at in settled.items() if at <= now - _SETTLED_KEEP_MS]:
-            del settled[old]
+        while settled and next(iter(settled.values())) <= now - _SETTLED_KEEP_MS:
+            settled.popitem(last=False)
         self._ledger.append(replace(settlement.entry, ts=self._clock()))
         return "ok", statuses()
 

@@ -21,6 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core.model import Price
 from router.store.base import (
@@ -62,7 +63,9 @@ def _guard(op: str) -> Iterator[None]:
     try:
         yield
     except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
-        raise StoreError(f"redis {op} failed: {type(exc).__name__}: {exc}") from exc
+        raise StoreError(f"redis {op} failed: {type(exc).__name__}: {exc}",
+                         maybe_applied=isinstance(exc, TimeoutError | RedisTimeoutError)
+                         ) from exc
 
 
 def _opt(value: int | None) -> str:

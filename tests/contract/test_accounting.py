@@ -30,6 +30,7 @@ class Flaky:
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.down = False
+        self.time_out_after_applying = False
         self.calls: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -41,7 +42,10 @@ class Flaky:
             self.calls.append(name)
             if self.down:
                 raise StoreError(f"{name}: store is down")
-            return await attr(*args, **kwargs)
+            result = await attr(*args, **kwargs)
+            if self.time_out_after_applying:
+                raise StoreError(f"{name}: timed out", maybe_applied=True)
+            return result
         return call
 
 
@@ -148,6 +152,24 @@ async def test_fail_closed_is_503(env: StoreEnv) -> None:
     acct = accountant(env, store)
     with pytest.raises(StoreUnavailable, match="unreachable; retry shortly"):
         await acct.admit("r1", key(), CANDIDATES, 10, 10)
+
+
+async def test_an_admission_that_timed_out_after_landing_is_given_back(
+        env: StoreEnv) -> None:
+    """Closed mode answers 503; a reservation the store made anyway must not be charged."""
+    store = Flaky(env.store)
+    acct = accountant(env, store, replay_interval_s=0.01)
+    k = key(budgets=(key_budget(1_000_000),))
+    await acct.release(await acct.admit("warm", k, CANDIDATES, 10, 10))
+    store.time_out_after_applying = True
+    with pytest.raises(StoreUnavailable):
+        await acct.admit("r1", k, CANDIDATES, 1000, 1000)
+    assert (await env.store.budget_status("team-a", k.budgets))[0].reserved > 0
+    store.time_out_after_applying = False
+    await asyncio.wait_for(_drained(acct), 2.0)
+    status = await env.store.budget_status("team-a", k.budgets)
+    assert (status[0].spent, status[0].reserved) == (0, 0)
+    assert await env.store.stale_reservations(0) == []
 
 
 async def test_a_settlement_the_store_misses_is_journaled_and_replayed(

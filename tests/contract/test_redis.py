@@ -95,8 +95,9 @@ async def test_unreachable_redis_is_a_store_error() -> None:
     store = open_store(f"redis://127.0.0.1:{free_port()}/0", key_prefix="rt-test-down",
                        timeout_s=0.2)
     try:
-        with pytest.raises(StoreError):
+        with pytest.raises(StoreError) as caught:
             await store.admit(admit_request("r1"))
+        assert not caught.value.maybe_applied
         with pytest.raises(StoreError):
             await store.ping()
     finally:
@@ -111,9 +112,10 @@ async def test_a_hung_redis_times_out_as_a_store_error() -> None:
             await store.ping()
             with server.frozen():
                 started = asyncio.get_running_loop().time()
-                with pytest.raises(StoreError):
+                with pytest.raises(StoreError) as caught:
                     await store.admit(admit_request("r1", (key_budget(1000),)))
                 assert asyncio.get_running_loop().time() - started < 2.0
+                assert caught.value.maybe_applied
         finally:
             await store.close()
 
