@@ -143,26 +143,34 @@ class KeyResolver:
             self._cache.popitem(last=False)
         return record
 
-    async def resolve(self, authorization: str | None,
-                      client_ip: str | None = None) -> KeyRecord:
-        """The caller's key, or AuthenticationFailed (401) / RateLimited (429)."""
-        client = client_ip or "unknown"
+    def check_throttle(self, client: str) -> None:
+        """RateLimited (429) while `client` has failed too often recently."""
         wait = self._throttle.retry_after(client)
         if wait is not None:
             raise RateLimited(
                 f"Too many failed authentication attempts from this address; retry in "
                 f"{math.ceil(wait)} s.", code="too_many_auth_failures", retry_after=wait)
+
+    def failed(self, client: str) -> None:
+        """Count a failed attempt (a wrong key here, or a wrong admin key elsewhere)."""
+        self._throttle.failed(client)
+
+    async def resolve(self, authorization: str | None,
+                      client_ip: str | None = None) -> KeyRecord:
+        """The caller's key, or AuthenticationFailed (401) / RateLimited (429)."""
+        client = client_ip or "unknown"
+        self.check_throttle(client)
         token = bearer_token(authorization)
         if token is None:
             raise AuthenticationFailed(
                 "Missing API key. Send it as 'Authorization: Bearer <key>'.")
         record = await self.lookup(token)
         if record is None:
-            self._throttle.failed(client)
+            self.failed(client)
             raise AuthenticationFailed(
                 "Invalid API key. Check the key you sent, or ask your admin for a new one.")
         if record.disabled:
-            self._throttle.failed(client)
+            self.failed(client)
             raise AuthenticationFailed(
                 "This API key is disabled. Ask your admin for a new one.",
                 code="api_key_disabled")

@@ -55,8 +55,11 @@ def _runtime(request: Request) -> Runtime:
 
 
 async def require_admin(request: Request) -> None:
-    """401 without the admin key, 403 for a client key, 403 when no admin key is set."""
+    """401 without the admin key, 403 for a client key, 403 when no admin key is set.
+    Wrong keys count against the same per-address throttle as client keys."""
     runtime = _runtime(request)
+    client = request.client.host if request.client else "unknown"
+    runtime.keys.check_throttle(client)
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise AuthenticationFailed(
@@ -70,6 +73,7 @@ async def require_admin(request: Request) -> None:
     if not secret:
         raise PermissionDenied("The admin API is disabled: set ROUTER_ADMIN_KEY "
                                "(auth.admin_key) to enable it.", code="admin_disabled")
+    runtime.keys.failed(client)
     raise AuthenticationFailed("Invalid admin key.")
 
 

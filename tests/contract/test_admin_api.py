@@ -91,6 +91,16 @@ async def test_only_the_admin_key_gets_in(api: tuple[httpx.AsyncClient, Any]) ->
     assert disabled.status_code == 403 and error_of(disabled)["code"] == "admin_disabled"
 
 
+async def test_guessing_the_admin_key_is_throttled(api: tuple[httpx.AsyncClient, Any]) -> None:
+    client, _ = api
+    for _ in range(20):
+        wrong = await client.get("/admin/keys", headers={"authorization": "Bearer guess"})
+        assert wrong.status_code == 401
+    throttled = await client.get("/admin/keys", headers={"authorization": "Bearer guess"})
+    assert throttled.status_code == 429 and "retry-after" in throttled.headers
+    assert (await client.get("/admin/keys")).status_code == 429
+
+
 async def test_key_lifecycle(api: tuple[httpx.AsyncClient, Any]) -> None:
     client, rt = api
     created = await client.post("/admin/keys", json={
