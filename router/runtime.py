@@ -11,14 +11,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING
 
 from router.accounting import Accountant
 from router.backends.base import Backend
 from router.backends.factory import build_backends
 from router.config import RouterConfig
 from router.core.inspect import inspect
-from router.core.model import Decision, Features, Principal, Snapshot, Usage
+from router.core.model import Decision, Features, Principal, Snapshot
 from router.core.tokens import TokenCounter
 from router.dispatch import Dispatcher
 from router.errors import (
@@ -32,15 +31,13 @@ from router.errors import (
 )
 from router.keys import KeyResolver
 from router.metrics import Metrics
+from router.observe import Observer
 from router.policy_runtime import PolicyHolder
 from router.pricing import PriceBook
 from router.store.base import KeyRecord, Store, StoreError
 from router.store.factory import open_store
 from router.supply.factory import build_supply
 from router.supply.manager import SupplyManager
-
-if TYPE_CHECKING:
-    from router.server.chat import Routed
 
 log = logging.getLogger("router.runtime")
 
@@ -51,7 +48,6 @@ _REJECTIONS: dict[int, type[RouterError]] = {
 _TOKENIZE_ABOVE = 4096
 """Prompts whose byte bound exceeds this are tokenized before admission, so a long prompt
 reserves what it will cost, not the 4-5x looser byte bound."""
-request_log = logging.getLogger("router.request")
 
 
 class Runtime:
@@ -79,6 +75,7 @@ class Runtime:
         self.backends = backends
         self.supply = supply
         self.metrics = metrics
+        self.observer = Observer(metrics)
         self.dispatcher = Dispatcher(backends, supply)
         self.aliases = frozenset(config.aliases)
         self.started_at: float | None = None
@@ -188,25 +185,3 @@ class Runtime:
         self._background.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("background settlement failed", exc_info=error)
-
-    def observe(self, routed: Routed, backend: str, usage: Usage, cost: int, *, status: int,
-                stream: bool) -> None:
-        """One structured log line per served request: ids, decision, tokens, cost, latency."""
-        request_log.info(
-            "served",
-            extra={
-                "request_id": routed.request_id,
-                "key_id": routed.key.key_id,
-                "team": routed.key.team,
-                "backend": backend,
-                "rule": routed.decision.rule,
-                "fallbacks": list(routed.hops.names),
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "usage_counted": usage.counted,
-                "cost_micros": cost,
-                "status": status,
-                "stream": stream,
-                "latency_ms": int((time.monotonic() - routed.started) * 1000),
-            },
-        )

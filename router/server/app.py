@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,7 +28,11 @@ log = logging.getLogger("router.server")
 
 
 def _error_response(request: Request, error: RouterError) -> Response:
-    headers = {"x-request-id": request_id_of(request), **error.headers()}
+    request_id = request_id_of(request)
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        runtime.observer.rejected(request_id, request.url.path, error)
+    headers = {"x-request-id": request_id, **error.headers()}
     return Response(error.body(), status_code=error.status, media_type="application/json",
                     headers=headers)
 
@@ -66,6 +71,12 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, error)
 
 
+async def _metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    runtime: Runtime = request.app.state.runtime
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
     """Build the app; the runtime is created in the lifespan unless a test passes one in."""
 
@@ -94,6 +105,7 @@ def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
                       tags=["client"])
     app.add_api_route("/chat/completions", chat.chat_completions, methods=["POST"],
                       include_in_schema=False)
+    app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["ops"])
     app.include_router(probes.router)
     app.include_router(policy_router)
     app.include_router(admin_router)

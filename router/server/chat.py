@@ -42,6 +42,7 @@ class Routed:
     admission: Admission
     started: float
     hops: Hops
+    dispatched: float = 0.0
 
 
 def pinned_backend(body: JSONObject, runtime: Runtime) -> str | None:
@@ -133,6 +134,7 @@ async def chat_completions(request: Request) -> Response:
     routed = await _route(request, runtime)
     deadline = routed.started + runtime.config.server.request_timeout_s
     targets = _targets(routed, runtime)
+    routed.dispatched = time.monotonic()
     try:
         if routed.features.stream:
             backend, events = await runtime.dispatcher.stream(targets, deadline, routed.hops)
@@ -140,6 +142,7 @@ async def chat_completions(request: Request) -> Response:
             backend, completion = await runtime.dispatcher.complete(
                 targets, deadline, routed.hops
             )
+            upstream_s = time.monotonic() - routed.dispatched
     except BaseException:
         await asyncio.shield(runtime.accountant.release(routed.admission))
         raise
@@ -157,7 +160,8 @@ async def chat_completions(request: Request) -> Response:
         fallbacks=routed.hops.names, latency_ms=_elapsed_ms(routed),
     )
     headers["x-router-cost-usd"] = _usd(entry.cost)
-    runtime.observe(routed, backend, usage, entry.cost, status=200, stream=False)
+    runtime.observer.served(routed, backend, usage, entry.cost, stream=False,
+                            upstream_s=upstream_s, status="ok")
     return Response(completion.body, media_type=_JSON, headers=headers)
 
 
@@ -186,4 +190,5 @@ async def _settle_stream(runtime: Runtime, routed: Routed, backend: str, meter: 
         routed.admission, backend, usage, rule=routed.decision.rule,
         fallbacks=routed.hops.names, latency_ms=_elapsed_ms(routed), status=status,
     )
-    runtime.observe(routed, backend, usage, entry.cost, status=200, stream=True)
+    runtime.observer.served(routed, backend, usage, entry.cost, stream=True,
+                            upstream_s=time.monotonic() - routed.dispatched, status=status)
