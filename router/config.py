@@ -62,8 +62,12 @@ class AuthConfig(_Strict):
     bootstrap_key: SecretStr | None = None
     bootstrap_team: str = "default"
     failed_auth_per_minute: int = Field(30, gt=0)
+    key_pepper: SecretStr | None = None
+    """Server-side secret mixed into key hashes (HMAC), so a leaked store alone cannot
+    confirm a guessed key. Changing it invalidates every stored key."""
 
-    _blank = field_validator("admin_key", "bootstrap_key", mode="before")(_blank_to_none)
+    _blank = field_validator("admin_key", "bootstrap_key", "key_pepper", mode="before")(
+        _blank_to_none)
 
 
 class TimeoutsConfig(_Strict):
@@ -106,6 +110,12 @@ class BackendConfig(_Strict):
     max_connections: int = Field(256, gt=0)
     max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
     headers: dict[str, str] = {}
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    """Where the router puts the output bound: OpenAI's reasoning models take only
+    `max_completion_tokens`; most self-hosted servers only honour `max_tokens`."""
+    requires_api_key: bool = False
+    """A provider that cannot work without a key: with none set, requests only it could
+    serve are refused up front with a message that says how to configure it."""
     supply: SupplySettings = SupplySettings()
 
     _blank = field_validator("api_key", "base_url", mode="before")(_blank_to_none)

@@ -8,6 +8,7 @@ settlements of finished streams, and the in-memory snapshot the policy engine re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine, Mapping
@@ -78,6 +79,12 @@ class Runtime:
         self.observer = Observer(metrics)
         self.dispatcher = Dispatcher(backends, supply)
         self.aliases = frozenset(config.aliases)
+        self.unconfigured = frozenset(
+            name for name, backend in config.backends.items()
+            if backend.requires_api_key and backend.api_key is None)
+        for name in sorted(self.unconfigured):
+            log.warning("backend %r has no API key: requests only it can serve will be "
+                        "refused until backends.%s.api_key is set", name, name)
         self.started_at: float | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._watchers: list[asyncio.Task[None]] = []
@@ -94,13 +101,12 @@ class Runtime:
             config,
             store=store,
             prices=prices,
-            accountant=Accountant(store, prices, fail_mode=config.store.fail_mode),
-            keys=KeyResolver(
-                store,
-                bootstrap_key=auth.bootstrap_key.get_secret_value()
-                if auth.bootstrap_key else None,
-                bootstrap_team=auth.bootstrap_team,
-            ),
+            accountant=Accountant(
+                store, prices, fail_mode=config.store.fail_mode,
+                lease_ttl_ms=int((config.server.request_timeout_s + 60) * 1000)),
+            keys=KeyResolver.from_config(
+                store, auth,
+                pepper=auth.key_pepper.get_secret_value() if auth.key_pepper else None),
             policy=PolicyHolder.load(config.policy, config.capabilities()),
             tokens=TokenCounter(),
             backends=backends,
@@ -137,15 +143,41 @@ class Runtime:
 
     def snapshot(self, key: KeyRecord) -> Snapshot:
         key_budget, team_budget = self.accountant.budget_left(key)
-        now = time.time()
-        prices = {name: self.prices.price_at(backend.price_key, now)
-                  for name, backend in self.config.backends.items()}
+        in_force = self.prices.current()
+        prices = {name: in_force[backend.price_key]
+                  for name, backend in self.config.backends.items()
+                  if backend.price_key in in_force}
         return Snapshot(supply=self.supply.snapshot(), prices=prices, key_budget=key_budget,
                         team_budget=team_budget)
 
     def decide(self, features: Features, key: KeyRecord, pinned: str | None) -> Decision:
         principal = Principal(key_id=key.key_id, team=key.team, tags=key.tags, name=key.name)
         return self.policy.engine.decide(features, principal, self.snapshot(key), pinned)
+
+    def configured(self, features: Features, decision: Decision) -> Decision:
+        """The decision without backends that have no API key; if none is left, a 503 that
+        tells the operator what to set (before anything is reserved or sent)."""
+        missing = [name for name in decision.candidates if name in self.unconfigured]
+        if not missing:
+            return decision
+        ready = tuple(name for name in decision.candidates if name not in self.unconfigured)
+        if ready:
+            return dataclasses.replace(
+                decision, candidates=ready,
+                dropped={**decision.dropped, **dict.fromkeys(missing, "no API key")})
+        checks = self.policy.engine.checks
+        unfit = [f"{name}: {gap.detail}" for name in self.config.backends
+                 if name not in missing
+                 and (gap := checks[name](features, decision.max_tokens_cap)) is not None]
+        names = " or ".join(missing)
+        fields = ", ".join(f"backends.{name}.api_key" for name in missing)
+        raise NoBackendAvailable(
+            f"Only the {names} backend can serve this request"
+            + (f" ({'; '.join(unfit)})" if unfit else "")
+            + f", and it has no API key configured. Set {fields} in {self.config.source} "
+            "(the shipped configs read FULL_API_KEY) and restart the router.",
+            code="backend_not_configured",
+        )
 
     def rejection_error(self, decision: Decision) -> RouterError:
         rejection = decision.rejection
@@ -155,15 +187,20 @@ class Runtime:
         error.status = rejection.status
         return error
 
+    def output_limit(self, features: Features, decision: Decision, backend: str) -> int:
+        """The most output `backend` may produce for this request: the client's ask, under
+        the policy's cap and the backend's own ceiling."""
+        limit = self.config.backends[backend].capabilities.max_output_tokens
+        if features.max_output_tokens is not None:
+            limit = min(limit, features.max_output_tokens)
+        if decision.max_tokens_cap is not None:
+            limit = min(limit, decision.max_tokens_cap)
+        return limit
+
     def max_output_tokens(self, features: Features, decision: Decision) -> int:
         """The most output any candidate may produce: what admission reserves for."""
-        requested = features.max_output_tokens
-        if decision.max_tokens_cap is not None:
-            requested = min(requested or decision.max_tokens_cap, decision.max_tokens_cap)
-        ceilings = [self.config.backends[name].capabilities.max_output_tokens
-                    for name in decision.candidates]
-        ceiling = max(ceilings, default=0)
-        return ceiling if requested is None else min(requested, ceiling)
+        return max((self.output_limit(features, decision, name)
+                    for name in decision.candidates), default=0)
 
     @staticmethod
     def reserve_tokens(features: Features) -> int:

@@ -166,12 +166,17 @@ class _AiohttpEventStream:
         self.first = b""
 
     async def _next_event(self) -> bytes:
-        while not self._ready:
-            chunk = await self._response.content.readany()
-            if not chunk:
-                raise StopAsyncIteration
-            self._ready.extend(self._framer.feed(chunk))
-        return self._ready.pop(0)
+        """The next event with data; comment-only events (`: ping`, which some servers send
+        while they prefill) are keep-alives, not the first byte of an answer."""
+        while True:
+            while not self._ready:
+                chunk = await self._response.content.readany()
+                if not chunk:
+                    raise StopAsyncIteration
+                self._ready.extend(self._framer.feed(chunk))
+            event = self._ready.pop(0)
+            if not event.startswith(b":") or b"\ndata:" in event:
+                return event
 
     async def read_first(self) -> None:
         self.first = await self._next_event()

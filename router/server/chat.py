@@ -64,21 +64,22 @@ def _models_hint(runtime: Runtime) -> str:
 
 
 def _targets(routed: Routed, runtime: Runtime) -> list[Target]:
-    """The body each candidate receives: the client's, with only the model name changed
-    (plus usage in streams, and the policy's max_tokens cap)."""
+    """The body each candidate receives: the client's, with the model name changed, the
+    output bounded by what admission reserved (some servers, like llama.cpp's, would
+    otherwise generate until their context is full), and usage asked for in streams."""
     targets = []
     for name in routed.decision.candidates:
+        backend = runtime.config.backends[name]
         body = dict(routed.body)
-        body["model"] = runtime.config.backends[name].model
+        body["model"] = backend.model
         if routed.features.stream:
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
-        cap = routed.decision.max_tokens_cap
-        if cap is not None:
-            field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-            current = body.get(field)
-            body[field] = cap if not isinstance(current, int) else min(current, cap)
+        body.pop("max_tokens", None)
+        body.pop("max_completion_tokens", None)
+        body[backend.max_tokens_field] = runtime.output_limit(
+            routed.features, routed.decision, name)
         targets.append(Target(name, body))
     return targets
 
@@ -118,6 +119,7 @@ async def _route(request: Request, runtime: Runtime) -> Routed:
     decision = runtime.decide(features, key, pinned)
     if decision.rejection is not None:
         raise runtime.rejection_error(decision)
+    decision = runtime.configured(features, decision)
     max_output = runtime.max_output_tokens(features, decision)
     admission = await runtime.accountant.admit(
         request_id,
@@ -148,9 +150,12 @@ async def chat_completions(request: Request) -> Response:
         raise
     headers = _route_headers(routed, backend, runtime)
     if routed.features.stream:
-        meter = StreamMeter(strip_usage_chunk=not _client_wants_usage(routed.body))
-        relay = Relay(backend, events, meter, partial(_settle_stream, runtime, routed),
-                      runtime.spawn)
+        wants_usage = _client_wants_usage(routed.body)
+        relay = Relay(
+            backend, events, StreamMeter(strip_usage_chunk=not wants_usage),
+            usage_of=partial(_stream_usage, runtime, routed), wants_usage=wants_usage,
+            on_end=partial(_settle_stream, runtime, routed), spawn=runtime.spawn,
+        )
         return RelayResponse(relay, headers)
     usage = usage_from(completion.payload) or _counted_usage(
         runtime, routed, generated_text(completion.payload)
@@ -183,9 +188,12 @@ def _elapsed_ms(routed: Routed) -> int:
     return int((time.monotonic() - routed.started) * 1000)
 
 
-async def _settle_stream(runtime: Runtime, routed: Routed, backend: str, meter: StreamMeter,
+def _stream_usage(runtime: Runtime, routed: Routed, meter: StreamMeter) -> Usage:
+    return meter.usage or _counted_usage(runtime, routed, meter.text)
+
+
+async def _settle_stream(runtime: Runtime, routed: Routed, backend: str, usage: Usage,
                          status: str) -> None:
-    usage = meter.usage or _counted_usage(runtime, routed, meter.text)
     entry = await runtime.accountant.settle(
         routed.admission, backend, usage, rule=routed.decision.rule,
         fallbacks=routed.hops.names, latency_ms=_elapsed_ms(routed), status=status,

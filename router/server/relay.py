@@ -10,11 +10,14 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from router.backends.base import EventStream
+from router.core.model import Usage
 from router.errors import RouterError
 from router.server.stream_meter import StreamMeter
 
-OnEnd = Callable[[str, StreamMeter, str], Awaitable[None]]
-"""Called once with (backend, meter, status) when the stream is over: the settlement."""
+OnEnd = Callable[[str, Usage, str], Awaitable[None]]
+"""Called once with (backend, usage, status) when the stream is over: the settlement."""
+UsageOf = Callable[[StreamMeter], Usage]
+"""The upstream's reported usage, or the router's own count when it reported none."""
 
 
 def stream_error_event(message: str) -> bytes:
@@ -24,25 +27,39 @@ def stream_error_event(message: str) -> bytes:
 
 
 class Relay:
-    def __init__(self, backend: str, events: EventStream, meter: StreamMeter, on_end: OnEnd,
+    def __init__(self, backend: str, events: EventStream, meter: StreamMeter, *,
+                 usage_of: UsageOf, wants_usage: bool, on_end: OnEnd,
                  spawn: Callable[[Coroutine[None, None, None]], None]) -> None:
         self._backend = backend
         self._events = events
         self._meter = meter
+        self._usage_of = usage_of
+        self._wants_usage = wants_usage
         self._on_end = on_end
         self._spawn = spawn
         self._ended = False
 
+    def _forward(self, event: bytes) -> list[bytes]:
+        """What to send for one upstream event. A client that asked for usage gets it even
+        from servers that ignore `include_usage`: counted, just before `[DONE]`."""
+        meter = self._meter
+        had_usage = meter.usage is not None
+        forwarded = meter.observe(event)
+        if forwarded is None:
+            return []
+        if meter.done and self._wants_usage and not had_usage and meter.usage is None:
+            meter.usage = self._usage_of(meter)
+            return [meter.usage_event(meter.usage), forwarded]
+        return [forwarded]
+
     async def events(self) -> AsyncIterator[bytes]:
         status = "client_gone"
         try:
-            first = self._meter.observe(self._events.first)
-            if first is not None:
-                yield first
+            for out in self._forward(self._events.first):
+                yield out
             async for event in self._events:
-                forwarded = self._meter.observe(event)
-                if forwarded is not None:
-                    yield forwarded
+                for out in self._forward(event):
+                    yield out
             if self._meter.done:
                 status = "ok"
             else:
@@ -66,7 +83,7 @@ class Relay:
 
     async def _finish(self, status: str) -> None:
         await self._events.aclose()
-        await self._on_end(self._backend, self._meter, status)
+        await self._on_end(self._backend, self._usage_of(self._meter), status)
 
 
 class RelayResponse(StreamingResponse):

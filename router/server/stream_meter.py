@@ -54,7 +54,7 @@ def generated_text(payload: object) -> str:
 
 
 class StreamMeter:
-    __slots__ = ("_strip_usage", "_text", "done", "events", "usage")
+    __slots__ = ("_strip_usage", "_text", "done", "events", "identity", "usage")
 
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._strip_usage = strip_usage_chunk
@@ -62,6 +62,8 @@ class StreamMeter:
         self.usage: Usage | None = None
         self.done = False
         self.events = 0
+        self.identity: dict[str, object] = {}
+        """`id`, `created` and `model` of the stream's chunks, to write a chunk of our own."""
 
     def observe(self, event: bytes) -> bytes | None:
         """The bytes to forward for this event, or None to drop it."""
@@ -77,6 +79,9 @@ class StreamMeter:
                 payload = orjson.loads(data)
             except orjson.JSONDecodeError:
                 continue
+            if not self.identity and isinstance(payload, dict):
+                self.identity = {k: payload[k] for k in ("id", "created", "model")
+                                 if k in payload}
             usage = usage_from(payload)
             if usage is not None:
                 self.usage = usage
@@ -90,3 +95,17 @@ class StreamMeter:
     @property
     def text(self) -> str:
         return "".join(self._text)
+
+    def usage_event(self, usage: Usage) -> bytes:
+        """A usage-only chunk, as OpenAI sends it last when `include_usage` is set."""
+        chunk = {
+            **self.identity,
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            },
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"

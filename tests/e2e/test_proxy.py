@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 
+from router.core.tokens import TokenCounter
 from tests.fake_upstream import count_prompt_tokens
 from tests.router_process import CLIENT_KEY, RouterProcess
 
@@ -32,10 +33,40 @@ def test_non_streaming_reaches_mini_unchanged_but_for_the_model(router, fakes):
     received = mini.last_request
     assert received is not None and full.call_count == 0
     assert received.body == {"model": "mini-upstream", "messages": HELLO, "temperature": 0.3,
-                             "user": "u-1"}
+                             "user": "u-1", "max_tokens": 8192}
     assert received.headers["authorization"] == "Bearer upstream-secret-key"
     assert completion.usage is not None
     assert completion.usage.prompt_tokens == count_prompt_tokens(received.body)
+
+
+def test_output_is_bounded_by_what_was_reserved(router, fakes):
+    """Servers like llama.cpp ignore max_completion_tokens; the router always sends the
+    bound it reserved for, in the field the backend honours."""
+    mini, _ = fakes
+    client(router).chat.completions.create(model="auto", messages=HELLO,
+                                           max_completion_tokens=5)
+    received = mini.last_request
+    assert received is not None
+    assert received.body["max_tokens"] == 5 and "max_completion_tokens" not in received.body
+    with pytest.raises(openai.BadRequestError) as info:
+        client(router).chat.completions.create(model="auto", messages=HELLO, max_tokens=10**6)
+    assert "max" in info.value.body["message"].lower()
+    assert mini.call_count == 1
+
+
+def test_counted_usage_is_sent_to_a_client_that_asked_when_upstream_sends_none(router, fakes):
+    mini, _ = fakes
+    mini.configure(reply_words=5, ignore_include_usage=True)
+    chunks = list(client(router).chat.completions.create(
+        model="auto", messages=HELLO, stream=True, stream_options={"include_usage": True}))
+    usages = [c.usage for c in chunks if c.usage is not None]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(text.split()) == 5 and len(usages) == 1
+    assert usages[0].completion_tokens == TokenCounter().count_text(text)
+    assert chunks[-1].usage is not None
+    received = mini.last_request
+    assert received is not None and received.usage is None
+    assert usages[0].prompt_tokens > 0
 
 
 def test_request_id_is_generated_when_absent(router, fakes):
