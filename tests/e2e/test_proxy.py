@@ -172,7 +172,7 @@ def test_invalid_json_is_400(router):
 
 
 def test_upstream_server_error_is_a_clean_502(router, fakes):
-    mini, full = fakes
+    mini, _ = fakes
     mini.fail(500)
     with pytest.raises(openai.InternalServerError) as info:
         client(router).chat.completions.create(model="mini", messages=HELLO)
