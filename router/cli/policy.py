@@ -77,17 +77,25 @@ class _Snapshot(_Strict):
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`router policy check|explain`, and the short forms `router check` / `router explain`."""
     group = commands.add_parser("policy", help="check a routing policy or explain a decision")
     actions = group.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    for container in (actions, commands):
+        _add_check(container)
+        _add_explain(container)
 
-    check = actions.add_parser("check", help="validate a policy file against the backends")
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser("check", help="validate a policy file against the backends")
     check.add_argument("policy", type=Path, metavar="POLICY.yaml")
     check.add_argument("--config", type=Path,
                        help=f"config whose backends the policy routes to (default: "
                             f"{DEFAULT_CONFIG} if it exists)")
     check.set_defaults(handler=run_check)
 
-    explain = actions.add_parser("explain", help="show how the policy routes one request")
+
+def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = commands.add_parser("explain", help="show how the policy routes one request")
     explain.add_argument("--request", type=Path, required=True, metavar="FILE.json",
                          help="a chat completion request body ('-' reads stdin)")
     explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
