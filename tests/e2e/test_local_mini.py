@@ -197,8 +197,6 @@ def test_a_mini_killed_mid_stream_cuts_that_stream_and_charges_it(
         assert after.headers["x-router-backend"] == "full"
 
 
-@pytest.mark.xfail(strict=True, reason="pending in the router: send the reserved output limit "
-                   "to the Mini as max_tokens, which llama.cpp honours")
 def test_the_router_bounds_max_completion_tokens_which_llama_cpp_ignores(
         router: RouterProcess) -> None:
     """llama-cpp-python drops `max_completion_tokens` (and generates up to its context), so
@@ -215,8 +213,6 @@ def test_the_router_bounds_max_completion_tokens_which_llama_cpp_ignores(
     assert content_chunks <= MAX_TOKENS
 
 
-@pytest.mark.xfail(strict=True, reason="pending in the router: a usage chunk counted by the "
-                   "router for a client that asked include_usage when the upstream sent none")
 def test_a_client_that_asked_for_stream_usage_gets_the_counted_usage(
         router: RouterProcess) -> None:
     chunks = list(sdk(router.base_url).chat.completions.create(
@@ -226,8 +222,6 @@ def test_a_client_that_asked_for_stream_usage_gets_the_counted_usage(
     assert len(usages) == 1 and usages[0].completion_tokens > 0
 
 
-@pytest.mark.xfail(strict=True, reason="pending in the router: a backend marked "
-                   "requires_api_key with no key is refused with a how-to-configure error")
 def test_with_no_full_key_a_full_only_request_says_how_to_configure_one(
         mini: LocalMini, fresh_full: FakeUpstream, workdir: Path) -> None:
     config = local_mini_router_config(mini, fresh_full.base_url)
