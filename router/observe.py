@@ -20,26 +20,55 @@ if TYPE_CHECKING:
 log = logging.getLogger("router.request")
 
 
+class _Served:
+    """The labelled metric children one (backend, rule, key) combination updates, resolved
+    once: prometheus-client's `labels()` lookup is a measurable cost per request."""
+
+    __slots__ = ("cost", "latency", "overhead", "requests", "tokens_in", "tokens_out",
+                 "upstream")
+
+    def __init__(self, m: Metrics, backend: str, rule: str, team: str, key: str,
+                 status: str, stream: str) -> None:
+        self.requests = m.requests.labels(backend, rule, status, stream)
+        self.latency = m.latency.labels(backend, stream)
+        self.upstream = m.upstream.labels(backend, stream)
+        self.overhead = m.overhead.labels(backend, stream)
+        self.tokens_in = m.tokens.labels(backend, team, key, "in")
+        self.tokens_out = m.tokens.labels(backend, team, key, "out")
+        self.cost = m.cost.labels(backend, team, key)
+
+
 class Observer:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._served: dict[tuple[str, str, str, str, str, bool], _Served] = {}
+
+    def _children(self, backend: str, rule: str, team: str, key: str, status: str,
+                  stream: bool) -> _Served:
+        index = (backend, rule, team, key, status, stream)
+        children = self._served.get(index)
+        if children is None:
+            children = self._served[index] = _Served(
+                self.metrics, backend, rule, team, key, status, "true" if stream else "false")
+        return children
 
     def served(self, routed: Routed, backend: str, usage: Usage, cost: int, *, stream: bool,
                upstream_s: float, status: str) -> None:
         total_s = time.monotonic() - routed.started
-        stream_label = "true" if stream else "false"
-        m = self.metrics
         rule = routed.decision.rule
         key, team = routed.key.key_id, routed.key.team
-        m.requests.labels(backend, rule, status, stream_label).inc()
-        m.latency.labels(backend, stream_label).observe(total_s)
-        m.upstream.labels(backend, stream_label).observe(upstream_s)
-        m.overhead.labels(backend, stream_label).observe(max(0.0, total_s - upstream_s))
-        m.tokens.labels(backend, team, key, "in").inc(usage.prompt_tokens)
-        m.tokens.labels(backend, team, key, "out").inc(usage.completion_tokens)
-        m.cost.labels(backend, team, key).inc(cost)
+        m = self._children(backend, rule, team, key, status, stream)
+        m.requests.inc()
+        m.latency.observe(total_s)
+        m.upstream.observe(upstream_s)
+        m.overhead.observe(max(0.0, total_s - upstream_s))
+        m.tokens_in.inc(usage.prompt_tokens)
+        m.tokens_out.inc(usage.completion_tokens)
+        m.cost.inc(cost)
         for skipped, reason in routed.hops.tried:
-            m.fallbacks.labels(skipped, reason).inc()
+            self.metrics.fallbacks.labels(skipped, reason).inc()
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info("served", extra={
             "request_id": routed.request_id,
             "key_id": key,

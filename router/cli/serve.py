@@ -22,12 +22,12 @@ def run(args: argparse.Namespace) -> int:
 
     from router.config import load_config
     from router.logs import configure_logging
-    from router.server.app import create_app
+    from router.server.app import build_asgi
 
     config = load_config(args.config)
     configure_logging(config.server.log_level)
     uvicorn.run(
-        create_app(config),
+        build_asgi(config),
         host=args.host or config.server.host,
         port=args.port if args.port is not None else config.server.port,
         loop="uvloop",

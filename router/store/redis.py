@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core.model import Price
@@ -104,8 +104,15 @@ class RedisStore:
         self._on_close = tuple(on_close)
 
     async def _run(self, verb: str, keys: list[str], args: list[str]) -> Any:
+        """EVALSHA straight through `execute_command`: redis-py's Script wrapper costs a
+        measurable share of the hot path; a flushed script cache is reloaded once."""
+        script = self._scripts[verb]
         with _guard(verb):
-            return await self._scripts[verb](keys=keys, args=args)
+            try:
+                return await self._client.execute_command(
+                    "EVALSHA", script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await script(keys=keys, args=args)
 
     async def _ensure_team(self, team: str) -> None:
         if team not in self._known_teams:
