@@ -19,7 +19,9 @@ from typing import Self
 class Mode(Enum):
     PASS = "pass"
     DELAY = "delay"
-    """Hold every chunk, both ways, for `delay_s` before passing it on."""
+    """Hold every chunk, both ways, for `delay_s` before passing it on. Chunks leave in the
+    order they came, across connections (one slow link, not a reordering network), also
+    after switching back to PASS."""
     LOSE_REPLIES = "lose_replies"
     """Forward commands to Redis, then drop the reply and reset the client's connection:
     the command ran, the client cannot know."""
@@ -35,6 +37,9 @@ class TcpProxy:
         self.mode = Mode.PASS
         self.delay_s = 0.0
         self.lost_replies = 0
+        self.delaying = 0
+        """Chunks held back right now."""
+        self._last_release = 0.0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="tcp-proxy")
@@ -105,8 +110,15 @@ class TcpProxy:
             chunk = await reader.read(65536)
             if not chunk:
                 return
-            if self.mode is Mode.DELAY:
-                await asyncio.sleep(self.delay_s)
+            now = self._loop.time()
+            if self.mode is Mode.DELAY or self._last_release > now:
+                wait = self.delay_s if self.mode is Mode.DELAY else 0.0
+                release = self._last_release = max(now + wait, self._last_release + 1e-6)
+                self.delaying += 1
+                try:
+                    await asyncio.sleep(release - now)
+                finally:
+                    self.delaying -= 1
             elif self.mode is Mode.LOSE_REPLIES and reply:
                 self.lost_replies += 1
                 return
