@@ -124,10 +124,14 @@ class OpenAICompatibleBackend:
         first_byte_s = min(self._config.timeouts.first_byte_s, timeout_s)
         response = await self._post(body, first_byte_s)
         await self._raise_for_status(response)
-        stream = _AiohttpEventStream(self.name, response, self._config.timeouts.read_s)
+        stream = _AiohttpEventStream(self.name, response, self._config.timeouts.read_s,
+                                     self._config.max_response_bytes)
         try:
             async with asyncio.timeout(first_byte_s):
                 await stream.read_first()
+        except UpstreamFailed:
+            response.close()
+            raise
         except TimeoutError:
             response.close()
             raise SupplyShortage(self.name, "first_byte_timeout") \
@@ -155,12 +159,16 @@ class OpenAICompatibleBackend:
 
 
 class _AiohttpEventStream:
-    """Whole SSE events from an upstream response, read chunk by chunk, never buffered whole."""
+    """Whole SSE events from an upstream response, read chunk by chunk, never buffered whole;
+    a stream longer than `max_bytes` in all (or one endless event) is cut there."""
 
-    def __init__(self, backend: str, response: aiohttp.ClientResponse, read_s: float) -> None:
+    def __init__(self, backend: str, response: aiohttp.ClientResponse, read_s: float,
+                 max_bytes: int) -> None:
         self._backend = backend
         self._response = response
         self._read_s = read_s
+        self._max_bytes = max_bytes
+        self._size = 0
         self._framer = SSEFramer()
         self._ready: list[bytes] = []
         self.first = b""
@@ -173,6 +181,11 @@ class _AiohttpEventStream:
                 chunk = await self._response.content.readany()
                 if not chunk:
                     raise StopAsyncIteration
+                self._size += len(chunk)
+                if self._size > self._max_bytes:
+                    raise UpstreamFailed(
+                        f"The {self._backend} backend sent a stream over {self._max_bytes} "
+                        "bytes; it was cut there.")
                 self._ready.extend(self._framer.feed(chunk))
             event = self._ready.pop(0)
             if not event.startswith(b":") or b"\ndata:" in event:
