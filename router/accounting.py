@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
@@ -69,6 +70,14 @@ class Admission:
     admitted_at: float
     local: bool = False
     """Admitted without the store (fail mode `open` while it was unreachable)."""
+    store_id: str = ""
+    """The id the store holds the reservation and the settlement under, when it is not
+    `request_id`: a client chooses its x-request-id and may repeat it, so a repeated one is
+    stored with a unique suffix (the ledger entry keeps the client's id)."""
+
+    @property
+    def charge_id(self) -> str:
+        return self.store_id or self.request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +160,23 @@ class Accountant:
                 f"than key '{key.name or key.key_id}' may use in a minute ({tpm}). Lower "
                 f"max_tokens or ask your admin to raise the limit.", code="tokens_per_minute")
         budgets = key.budgets
+        store_id = request_id
         try:
             budgets = key.budgets + await self._team_budgets(key.team)
             result = await self._store.admit(AdmitRequest(
-                request_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
+                store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
                 self._lease_ttl_ms))
+            if result.duplicate:
+                # Another request of this team used the same id (the client's x-request-id,
+                # in flight or already settled): this one is a request of its own, to be
+                # checked, reserved and charged on its own, not folded into the other.
+                store_id = f"{request_id}.{secrets.token_hex(6)}"
+                result = await self._store.admit(AdmitRequest(
+                    store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
+                    self._lease_ttl_ms))
         except StoreError as exc:
             admission = Admission(request_id, key, budgets, reserve, prices, tokens, now,
-                                  local=True)
+                                  local=True, store_id=store_id)
             if self._fail_mode == "open":
                 self._store_down(exc)
                 return admission
@@ -168,7 +186,8 @@ class Accountant:
         self._remember(result.budgets)
         if not result.admitted:
             raise self._denial(key, result, reserve, tokens, now)
-        return Admission(request_id, key, budgets, reserve, prices, tokens, now)
+        return Admission(request_id, key, budgets, reserve, prices, tokens, now,
+                         store_id=store_id)
 
     def _price(self, backend: str, model: str, now: float) -> Price:
         try:
@@ -234,7 +253,7 @@ class Accountant:
             admission.request_id, key.key_id, key.team, backend, price.model,
             usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, price.version,
             cost, rule, tuple(fallbacks), latency_ms, status, self._clock(), extra)
-        settlement = Settlement(admission.request_id, key.key_id, key.team, admission.budgets,
+        settlement = Settlement(admission.charge_id, key.key_id, key.team, admission.budgets,
                                 cost, entry)
         try:
             self._remember(await self._store.settle(settlement))
@@ -248,7 +267,7 @@ class Accountant:
             return
         key = admission.key
         try:
-            await self._store.release(admission.request_id, key.key_id, key.team,
+            await self._store.release(admission.charge_id, key.key_id, key.team,
                                       admission.budgets)
         except StoreError as exc:
             self._enqueue(_Pending(release=admission), exc)
@@ -319,7 +338,7 @@ class Accountant:
             self._remember(await self._store.settle(pending.settlement))
         elif pending.release is not None:
             admission = pending.release
-            await self._store.release(admission.request_id, admission.key.key_id,
+            await self._store.release(admission.charge_id, admission.key.key_id,
                                       admission.key.team, admission.budgets)
 
     async def flush(self) -> bool:

@@ -113,6 +113,9 @@ class AdmitResult:
     denied_budget: BudgetStatus | None = None
     retry_after_s: float | None = None
     budgets: tuple[BudgetStatus, ...] = ()
+    duplicate: bool = False
+    """The request_id already holds a reservation or was already settled, so nothing was
+    checked or reserved (`admitted` stays true, so a retried admission is idempotent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,9 @@ class Store(Protocol):
         """Release connections and background tasks."""
 
     async def admit(self, request: AdmitRequest) -> AdmitResult:
-        """Check every limit and reserve `reserve` micros on every budget, all or nothing."""
+        """Check every limit and reserve `reserve` micros on every budget, all or nothing.
+        A request_id that holds a reservation or was settled (in the last two days) changes
+        nothing and answers `duplicate`."""
 
     async def settle(self, settlement: Settlement) -> tuple[BudgetStatus, ...]:
         """Swap the reservation for the actual cost, release the lease, write the ledger."""

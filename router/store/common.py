@@ -30,7 +30,7 @@ def admit_result(verdict: str, denied_index: int, retry_ms: int,
                  statuses: tuple[BudgetStatus, ...]) -> AdmitResult:
     """Translate a script verdict ('ok', 'dup', or a Denial value) into an AdmitResult."""
     if verdict in ("ok", "dup"):
-        return AdmitResult(admitted=True, budgets=statuses)
+        return AdmitResult(admitted=True, budgets=statuses, duplicate=verdict == "dup")
     denial = Denial(verdict)
     return AdmitResult(
         admitted=False,

@@ -96,7 +96,7 @@ class MemoryStore:
         team, rid = request.team, request.request_id
         reads = self._statuses(team, request.budgets, now, purge=True)
         statuses = tuple(r[0] for r in reads)
-        if rid in self._reservations[team]:
+        if rid in self._reservations[team] or rid in self._settled[team]:
             return admit_result("dup", 0, 0, statuses)
 
         rate = self._counters[self._names.rate(team, request.key_id)]

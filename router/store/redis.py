@@ -141,7 +141,7 @@ class RedisStore:
         await self._ensure_team(team)
         keys = [names.rate(team, request.key_id), names.leases(team, request.key_id),
                 names.reservations(team), names.reservation_times(team),
-                *(names.budget(team, b) for b in request.budgets)]
+                *(names.budget(team, b) for b in request.budgets), names.settled(team)]
         limits = request.limits
         args = [request.request_id, request.key_id, str(request.reserve), str(request.tokens),
                 _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_concurrency),

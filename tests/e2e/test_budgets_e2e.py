@@ -225,3 +225,35 @@ def test_abandoned_cut_and_timed_out_streams_leave_nothing_reserved(tmp_path, fa
         assert status["spent_micros"] == sum(e["cost_micros"] for e in ledger.values())
         print(f"\nhung up: upstream produced {sorted(r.chunks_sent for r in gone)} chunks; "
               f"all settled {settled:.2f}s after the last response")
+
+
+def test_a_reused_request_id_is_charged_every_time(pair, fakes):
+    """x-request-id is the client's to choose (and echoed back); it must not be what makes
+    a charge unique, or a client that repeats one is served free and leaves reservations
+    behind that nothing settles."""
+    routers, peek = pair
+    _, full = fakes
+    admin = Admin(routers[0])
+    price = admin.prices()["full"]
+    created = admin.create_key("reuse", "reuser", budgets=[{"period": "day", "limit_usd": "1"}])
+    body = _body(0)
+
+    async def reuse() -> list[Reply]:
+        async with httpx.AsyncClient(timeout=20) as client:
+            one_by_one = [await send(client, routers[i % 2], i % 2, "same-id", created["key"],
+                                     body) for i in range(3)]
+            at_once = await asyncio.gather(*(
+                send(client, routers[i % 2], i % 2, "twin-id", created["key"], _body(3))
+                for i in range(4)))
+            return [*one_by_one, *at_once]
+
+    replies = asyncio.run(reuse())
+    assert [r.status for r in replies] == [200] * 7
+    assert all(r.headers["x-request-id"] in ("same-id", "twin-id") for r in replies)
+    wait_until(lambda: not peek.open_holds(), 5, "every reservation to be settled")
+    ledger = admin.ledger()
+    assert Counter(e["request_id"] for e in ledger) == {"same-id": 3, "twin-id": 4}
+    total = sum(e["cost_micros"] for e in ledger)
+    assert total == fake_cost(full, price)[1]
+    status = admin.key(created["id"])["budget_status"][0]
+    assert (status["spent_micros"], status["reserved_micros"]) == (total, 0)

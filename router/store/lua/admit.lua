@@ -5,6 +5,7 @@
 -- KEYS[3] reservations hash of the team: request_id -> JSON record
 -- KEYS[4] reservation times zset of the team: request_id -> reserved at (ms)
 -- KEYS[5..4+n] one hash per budget, in the order of the budget triples in ARGV
+-- KEYS[5+n] settled zset of the team (request_id -> settled at, ms)
 -- ARGV[1] request_id  ARGV[2] key_id  ARGV[3] reserve (micro-dollars)
 -- ARGV[4] tokens counted against TPM now  ARGV[5] rpm  ARGV[6] tpm
 -- ARGV[7] max concurrency ('' = unlimited for 5..7)  ARGV[8] lease ttl (ms)
@@ -13,8 +14,8 @@
 -- Rate limits use a sliding window of 60 s estimated from two fixed minute buckets.
 -- Returns {verdict, denied budget (1-based, 0 = none), retry after (ms), now (ms),
 --   then per budget: spent, reserved, resets at (ms or '')}; verdict is 'ok', 'dup' (this
---   request_id already holds a reservation: nothing changed), 'rpm', 'tpm', 'concurrency'
---   or 'budget'.
+--   request_id already holds a reservation or was settled: nothing changed), 'rpm', 'tpm',
+--   'concurrency' or 'budget'.
 
 local now = now_ms()
 local rid, key_id = ARGV[1], ARGV[2]
@@ -40,7 +41,7 @@ local function reply(verdict, denied, retry_ms)
   return out
 end
 
-if redis.call('HEXISTS', KEYS[3], rid) == 1 then
+if redis.call('HEXISTS', KEYS[3], rid) == 1 or redis.call('ZSCORE', KEYS[5 + n], rid) then
   return reply('dup', 0, 0)
 end
 
