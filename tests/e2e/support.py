@@ -137,6 +137,13 @@ class Peek:
 # --------------------------------------------------------------------------- routers
 
 
+def pid_of(router: RouterProcess) -> int:
+    """The router's process id (RouterProcess does not expose it)."""
+    proc = router._proc
+    assert proc is not None, "the router is not running"
+    return proc.pid
+
+
 def start_all(routers: Sequence[RouterProcess]) -> None:
     """Start several router processes at once (each takes about a second to boot)."""
     with concurrent.futures.ThreadPoolExecutor(len(routers)) as pool:

@@ -5,13 +5,14 @@ exits 0 within server.graceful_timeout_s."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 
 import httpx
 import pytest
 
-from tests.e2e.support import PROMPT, replicas
+from tests.e2e.support import ADMIN_HEADERS, PROMPT, pid_of, replicas
 from tests.router_process import CLIENT_KEY, RouterProcess
 
 GRACE_S = 6
@@ -99,3 +100,34 @@ def test_sigterm_exit_status_is_zero(tmp_path, fakes):
         router = routers[0]
         router.terminate()
         assert router.wait(timeout=10) == 0
+
+
+def test_a_killed_router_leaves_its_reservation_charged_until_reconciled(tmp_path, fakes):
+    """SIGKILL (no graceful anything) mid-stream: the reservation is not forgiven; the
+    admin's reconcile, on another replica, charges it at the reserved amount and clears it."""
+    mini, full = fakes
+    mini.configure(reply_words=200, chunk_delay_ms=50)
+    with replicas(tmp_path, mini, full, 2) as (routers, peek):
+        doomed, survivor = routers
+        with httpx.stream("POST", f"{doomed.base_url}/chat/completions",
+                          headers={"authorization": f"Bearer {CLIENT_KEY}",
+                                   "x-request-id": "orphan-1"},
+                          json={"model": "mini", "messages": PROMPT, "stream": True},
+                          timeout=10) as resp:
+            reserved = round(float(resp.headers["x-router-cost-estimate-usd"]) * 1e6)
+            lines = resp.iter_lines()
+            next(line for line in lines if '"content":"' in line)
+            os.kill(pid_of(doomed), signal.SIGKILL)
+            with pytest.raises(httpx.HTTPError):
+                list(lines)
+        assert doomed.wait(timeout=5) == -signal.SIGKILL
+        assert peek.open_holds(), "the dead process's reservation stays charged"
+        assert peek.ledger() == []
+        admin = httpx.Client(base_url=survivor.url, headers=ADMIN_HEADERS)
+        done = admin.post("/admin/reconcile", params={"older_than_s": 0}).json()
+        assert done["count"] == 1 and done["charged_micros"] == reserved > 0
+        (entry,) = peek.ledger()
+        assert (entry.request_id, entry.status, entry.cost) == ("orphan-1", "reconciled",
+                                                                reserved)
+        assert not peek.open_holds(), "reconcile clears the reservation and the lease"
+        assert admin.post("/admin/reconcile", params={"older_than_s": 0}).json()["count"] == 0
