@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from router.errors import InvalidRequest, PayloadTooLarge
 from router.types import JSONObject
@@ -19,14 +19,20 @@ async def read_json_body(request: Request, max_bytes: int, max_depth: int) -> JS
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(
-                f"The request body exceeds the {max_bytes}-byte limit. Send fewer or smaller "
-                "messages."
-            )
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(
+                    f"The request body exceeds the {max_bytes}-byte limit. Send fewer or "
+                    "smaller messages."
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:
+        gone = InvalidRequest("The client closed the connection before the whole body "
+                              "arrived.", code="client_disconnected")
+        gone.status = 499  # nginx's "client closed request": nobody reads this answer
+        raise gone from None
     try:
         body = orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError:
