@@ -31,6 +31,10 @@ from router.supply.store import SupplyStore
 
 log = logging.getLogger("router.supply")
 
+_TRIAL_TTL_S = 60.0
+"""A trial permit outlives its call by at most this: a replica that dies mid-trial must not
+keep a half-open breaker from closing for a whole request timeout."""
+
 _GAUGE = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 0.5, BreakerState.OPEN: 1.0}
 
 
@@ -147,8 +151,8 @@ class SupplyManager:
         is unreachable: fail open)."""
         probe_id = secrets.token_hex(8)
         try:
-            granted, view = await self._store.try_probe(backend, probe_id, max(ttl_s, 1.0),
-                                                        local.settings)
+            granted, view = await self._store.try_probe(
+                backend, probe_id, min(max(ttl_s, 1.0), _TRIAL_TTL_S), local.settings)
         except StoreError as error:
             self._store_failed("probe", error)
             return None
