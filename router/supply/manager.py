@@ -251,12 +251,15 @@ class SupplyManager:
     # -- background: refresh from the store, probe each backend
 
     async def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._every(self._refresh_s, self.refresh)))
+        jobs = [self._every(self._refresh_s, self.refresh)]
         for name, local in self._local.items():
             if local.settings.probe.enabled and name in self._backends:
-                probe = local.settings.probe.interval_s
-                self._tasks.append(asyncio.create_task(
-                    self._every(probe, partial(self.probe, name))))
+                jobs.append(self._every(local.settings.probe.interval_s,
+                                        partial(self.probe, name)))
+        for job in jobs:
+            task = asyncio.create_task(job)
+            task.add_done_callback(_log_crash)
+            self._tasks.append(task)
 
     async def stop(self) -> None:
         """Stop the background tasks, flush batched successes, close the store."""
@@ -265,7 +268,10 @@ class SupplyManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.refresh()
-        await self._store.close()
+        try:
+            await self._store.close()
+        except StoreError as error:
+            log.warning("supply store did not close cleanly", extra={"error": str(error)})
 
     async def _every(self, interval: float,
                      job: Callable[[], Coroutine[None, None, None]]) -> None:
@@ -373,3 +379,9 @@ class SupplyManager:
         if self._store_down:
             self._store_down = False
             log.info("supply store reachable again")
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """A background loop that died of a bug says so, instead of silently stopping."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("supply background task stopped", exc_info=task.exception())
