@@ -44,20 +44,22 @@ RETRYABLE = frozenset({"http_429", "http_503", "http_529", "refused", "dropped"}
 its wait, and the router's own refusals will not change within a backoff."""
 
 _PHRASES = {
-    "http_429": "rate-limited (HTTP 429)",
-    "http_503": "unavailable (HTTP 503)",
-    "http_529": "overloaded (HTTP 529)",
+    "http_429": "is rate-limited (HTTP 429)",
+    "http_503": "is unavailable (HTTP 503)",
+    "http_529": "is overloaded (HTTP 529)",
     "refused": "refused the connection",
     "dropped": "dropped the connection",
     "first_byte_timeout": "did not start answering in time",
-    "circuit_open": "circuit open after repeated failures",
-    "retry_after": "asked to be left alone for a while (Retry-After)",
-    "quota": "its provider quota is used up for now",
-    "capacity": "at its concurrency cap",
-    "draining": "draining for maintenance",
+    "circuit_open": "has its circuit open after repeated failures",
+    "retry_after": "asked us to wait (Retry-After)",
+    "quota": "has used up its provider quota for now",
+    "capacity": "is at its concurrency cap",
+    "draining": "is draining for maintenance",
     "upstream_error": "failed (bad answer or server error)",
     "upstream_timeout": "timed out mid-answer",
 }
+"""How each reason reads after the backend's name in a 503's message."""
+
 _MAX_RETRY_AFTER_HINT = 60.0
 
 

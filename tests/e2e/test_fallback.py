@@ -230,3 +230,19 @@ def test_one_replicas_evidence_opens_the_breaker_for_both(replicas, fakes):
     calls = mini.call_count
     assert ask(two)[0] == "full"
     assert mini.call_count == calls
+
+
+def test_a_provider_quota_is_spent_before_the_call(start, fakes):
+    mini, full = fakes
+    router = start(config(mini.base_url, full.base_url,
+                          full_supply={"quota": {"rpm": 2}}))
+    for _ in range(2):
+        assert ask(router, IMAGE) == ("full", "")
+    with pytest.raises(openai.APIStatusError) as raised:
+        sdk(router).chat.completions.create(model="auto", messages=IMAGE)
+    assert raised.value.status_code == 503
+    assert isinstance(raised.value.body, dict)
+    assert "full has used up its provider quota for now" in raised.value.body["message"]
+    assert full.call_count == 2, "the provider never saw the request over its quota"
+    assert ask(router) == ("mini", ""), "what Mini can serve still is"
+    assert backends(router)["full"]["quota_left"] == 0.0
