@@ -72,6 +72,15 @@ async def _unexpected_error(request: Request, exc: BaseException) -> Response:
     return _error_response(request, error)
 
 
+_CHAT_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model", "messages"],
+    "properties": {"model": {"type": "string"},
+                   "messages": {"type": "array", "items": {"type": "object"}},
+                   "stream": {"type": "boolean"}}}}}}
+"""OpenAI's chat body, at its least: the route reads the raw request (everything else passes
+through to the backend), so FastAPI cannot infer it."""
+
+
 async def _metrics(request: Request) -> Response:
     """Prometheus exposition of this process's metrics."""
     runtime: Runtime = request.app.state.runtime
@@ -103,7 +112,7 @@ def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_api_route("/v1/chat/completions", chat.chat_completions, methods=["POST"],
-                      tags=["client"])
+                      tags=["client"], openapi_extra={"requestBody": _CHAT_BODY})
     app.add_api_route("/chat/completions", chat.chat_completions, methods=["POST"],
                       include_in_schema=False)
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["ops"])
