@@ -78,9 +78,9 @@ def _targets(routed: Routed, runtime: Runtime) -> list[Target]:
                                       "include_usage": True}
         body.pop("max_tokens", None)
         body.pop("max_completion_tokens", None)
-        body[backend.max_tokens_field] = runtime.output_limit(
-            routed.features, routed.decision, name)
-        targets.append(Target(name, body))
+        limit = runtime.output_limit(routed.features, routed.decision, name)
+        body[backend.max_tokens_field] = limit
+        targets.append(Target(name, body, tokens=runtime.reserve_tokens(routed.features) + limit))
     return targets
 
 
