@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
+from types import FrameType
+
+import uvicorn
 
 DEFAULT_CONFIG = Path("config/router.yaml")
 
@@ -17,16 +21,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM after its graceful shutdown, so a router that
+    drained and settled everything would still die by signal 15. A drain that finished is a
+    clean exit: report it as status 0."""
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            self._captured_signals.pop()
+
+
+def run(args: argparse.Namespace) -> int:
     from router.config import load_config
     from router.logs import configure_logging
+    from router.policy_runtime import PolicyHolder
     from router.server.app import build_asgi
 
     config = load_config(args.config)
+    PolicyHolder.load(config.policy, config.capabilities())
     configure_logging(config.server.log_level)
-    uvicorn.run(
+    server = _Server(uvicorn.Config(
         build_asgi(config),
         host=args.host or config.server.host,
         port=args.port if args.port is not None else config.server.port,
@@ -35,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=int(config.server.graceful_timeout_s),
-        h11_max_incomplete_event_size=64 * 1024,
-    )
-    return 0
+    ))
+    server.run()
+    return 0 if server.started else 1
