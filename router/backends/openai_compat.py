@@ -6,18 +6,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
 from router.backends.base import Completion, SupplyShortage
 from router.backends.sse import SSEFramer
-from router.backends.upstream_errors import classify
+from router.backends.upstream_errors import classify, scrub_event
 from router.config import BackendConfig
 from router.errors import UpstreamFailed, UpstreamTimeout
 from router.types import JSONObject
 
 _CHUNK = 64 * 1024
+STEERING_FIELDS = frozenset({
+    "api_base", "base_url", "api_key", "api_version", "api_type", "organization", "project",
+    "extra_headers", "headers", "extra_query", "custom_llm_provider", "deployment_id",
+    "azure_ad_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+    "aws_region_name", "vertex_credentials", "vertex_project", "vertex_location",
+    "user_config", "litellm_params", "mock_response",
+})
+"""Body fields that name an upstream URL, credential or headers. No OpenAI-compatible server
+needs them from a client, and one that is itself a litellm proxy may act on them, so they
+are dropped; every other field passes through unchanged."""
 
 
 class OpenAICompatibleBackend:
@@ -33,6 +44,11 @@ class OpenAICompatibleBackend:
         self._headers = {"content-type": "application/json", **config.headers}
         if config.api_key is not None:
             self._headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        host = urlsplit(config.base_url).hostname
+        self._secrets = frozenset(
+            {*config.headers.values(), config.base_url.rstrip("/"), *([host] if host else []),
+             *([config.api_key.get_secret_value()] if config.api_key is not None else [])})
+        """What an upstream's error may echo that a client must never see."""
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -55,7 +71,9 @@ class OpenAICompatibleBackend:
         try:
             async with asyncio.timeout(first_byte_s):
                 return await self._client().post(
-                    self._url, data=orjson.dumps(body), headers=self._headers
+                    self._url, data=orjson.dumps(
+                        {k: v for k, v in body.items() if k not in STEERING_FIELDS}),
+                    headers=self._headers
                 )
         except TimeoutError:
             raise SupplyShortage(self.name, "first_byte_timeout") from None
@@ -88,7 +106,7 @@ class OpenAICompatibleBackend:
             body = b""
         finally:
             response.release()
-        raise classify(self.name, response.status, body, response.headers)
+        raise classify(self.name, response.status, body, response.headers, self._secrets)
 
     async def complete(self, body: JSONObject, timeout_s: float) -> Completion:
         first_byte_s = min(self._config.timeouts.first_byte_s, timeout_s)
@@ -125,7 +143,7 @@ class OpenAICompatibleBackend:
         response = await self._post(body, first_byte_s)
         await self._raise_for_status(response)
         stream = _AiohttpEventStream(self.name, response, self._config.timeouts.read_s,
-                                     self._config.max_response_bytes)
+                                     self._config.max_response_bytes, self._secrets)
         try:
             async with asyncio.timeout(first_byte_s):
                 await stream.read_first()
@@ -163,8 +181,9 @@ class _AiohttpEventStream:
     a stream longer than `max_bytes` in all (or one endless event) is cut there."""
 
     def __init__(self, backend: str, response: aiohttp.ClientResponse, read_s: float,
-                 max_bytes: int) -> None:
+                 max_bytes: int, secrets: frozenset[str] = frozenset()) -> None:
         self._backend = backend
+        self._secrets = secrets
         self._response = response
         self._read_s = read_s
         self._max_bytes = max_bytes
@@ -189,7 +208,7 @@ class _AiohttpEventStream:
                 self._ready.extend(self._framer.feed(chunk))
             event = self._ready.pop(0)
             if not event.startswith(b":") or b"\ndata:" in event:
-                return event
+                return scrub_event(event, self._secrets)
 
     async def read_first(self) -> None:
         self.first = await self._next_event()
