@@ -24,7 +24,8 @@ class Mode(Enum):
     after switching back to PASS."""
     LOSE_REPLIES = "lose_replies"
     """Forward commands to Redis, then drop the reply and reset the client's connection:
-    the command ran, the client cannot know."""
+    the command ran, the client cannot know. With `match`, only replies to commands that
+    contain those bytes; with `count`, only that many, then back to PASS."""
 
 
 class TcpProxy:
@@ -36,6 +37,8 @@ class TcpProxy:
         self.port = 0
         self.mode = Mode.PASS
         self.delay_s = 0.0
+        self.match: bytes | None = None
+        self.count: int | None = None
         self.lost_replies = 0
         self.delaying = 0
         """Chunks held back right now."""
@@ -56,8 +59,9 @@ class TcpProxy:
         future.result(10)
         return self
 
-    def set(self, mode: Mode, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
+    def set(self, mode: Mode, delay_s: float = 0.0, *, match: bytes | None = None,
+            count: int | None = None) -> None:
+        self.delay_s, self.match, self.count = delay_s, match, count
         self.mode = mode
 
     def stop(self) -> None:
@@ -95,8 +99,10 @@ class TcpProxy:
             client_w.transport.abort()
             return
         self._writers |= {client_w, server_w}
-        upstream = asyncio.ensure_future(self._pipe(client_r, server_w, reply=False))
-        downstream = asyncio.ensure_future(self._pipe(server_r, client_w, reply=True))
+        doomed: set[bool] = set()
+        """Holds True once a command on this connection matched: its reply is lost."""
+        upstream = asyncio.ensure_future(self._pipe(client_r, server_w, doomed, reply=False))
+        downstream = asyncio.ensure_future(self._pipe(server_r, client_w, doomed, reply=True))
         await asyncio.wait((upstream, downstream), return_when=asyncio.FIRST_COMPLETED)
         for task in (upstream, downstream):
             task.cancel()
@@ -104,8 +110,8 @@ class TcpProxy:
             self._writers.discard(writer)
             writer.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                    reply: bool) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    doomed: set[bool], *, reply: bool) -> None:
         while True:
             chunk = await reader.read(65536)
             if not chunk:
@@ -119,8 +125,15 @@ class TcpProxy:
                     await asyncio.sleep(release - now)
                 finally:
                     self.delaying -= 1
-            elif self.mode is Mode.LOSE_REPLIES and reply:
+            elif self.mode is Mode.LOSE_REPLIES and not reply and (
+                    self.match is None or self.match in chunk):
+                doomed.add(True)
+            elif self.mode is Mode.LOSE_REPLIES and reply and doomed:
                 self.lost_replies += 1
+                if self.count is not None:
+                    self.count -= 1
+                    if self.count <= 0:
+                        self.mode = Mode.PASS
                 return
             writer.write(chunk)
             with contextlib.suppress(ConnectionError):
