@@ -113,6 +113,9 @@ def test_a_budget_holds_exactly_across_two_routers_under_a_flood(pair, fakes):
     team_status = admin.team_budgets(team)["budgets"][0]
     assert key_status["spent_micros"] == team_status["spent_micros"] == total == upstream_bill
     assert key_status["reserved_micros"] == team_status["reserved_micros"] == 0
+    usage = admin.http.get("/admin/usage", params={"group_by": "key"}).json()
+    assert [(r["group"], r["requests"], r["cost_micros"]) for r in usage["data"]] == [
+        (created["id"], len(served), total)]
     assert total <= limit
     # Nothing leaked: one more request fits exactly when the counters say it should.
     more = asyncio.run(fire(routers, 1, created["key"], _body, tag="last"))[0]

@@ -23,17 +23,23 @@ DELAY_MS = 100
 
 async def _stream(client: httpx.AsyncClient, router: RouterProcess, index: int,
                   started: asyncio.Event) -> list[str]:
+    """The stream's data lines; a transport error ends the list with an 'ERROR ...' line
+    (when it happened, relative to the monotonic clock) instead of escaping."""
     lines: list[str] = []
-    async with client.stream("POST", f"{router.base_url}/chat/completions",
-                             headers={"authorization": f"Bearer {CLIENT_KEY}",
-                                      "x-request-id": f"drain-{index}"},
-                             json={"model": "mini", "messages": PROMPT, "stream": True}) as resp:
-        assert resp.status_code == 200
-        async for line in resp.aiter_lines():
-            if line.startswith("data:"):
-                lines.append(line)
-                if '"content":"' in line and not started.is_set():
-                    started.set()
+    try:
+        async with client.stream(
+                "POST", f"{router.base_url}/chat/completions",
+                headers={"authorization": f"Bearer {CLIENT_KEY}",
+                         "x-request-id": f"drain-{index}"},
+                json={"model": "mini", "messages": PROMPT, "stream": True}) as resp:
+            assert resp.status_code == 200
+            async for line in resp.aiter_lines():
+                if line.startswith("data:"):
+                    lines.append(line)
+                    if '"content":"' in line and not started.is_set():
+                        started.set()
+    except httpx.HTTPError as error:
+        lines.append(f"ERROR {error!r} at {time.monotonic():.3f}")
     return lines
 
 
@@ -60,7 +66,9 @@ async def _drain(router: RouterProcess) -> tuple[list[list[str]], float, float, 
             assert time.monotonic() - signalled < 3, "still accepting connections"
             await asyncio.sleep(0.01)
         refused = time.monotonic() - signalled
-        assert not any(s.done() for s in streams), "streams were still in flight"
+        early = [s.result()[-1] for s in streams if s.done()]
+        assert not early, (f"streams ended before the router stopped listening: {early} "
+                           f"(SIGTERM at {signalled:.3f})\n{router.logs()[-3000:]}")
         lines = await asyncio.gather(*streams)
         return lines, signalled, refused, time.monotonic() - signalled
 
@@ -76,7 +84,8 @@ def test_sigterm_lets_streams_finish_then_exits_cleanly(tmp_path, fakes):
         exited = time.monotonic() - signalled
 
         for stream in lines:
-            assert stream[-1] == "data: [DONE]", stream[-3:]
+            assert stream[-1] == "data: [DONE]", (
+                f"{stream[-3:]} (SIGTERM at {signalled:.3f})\n{router.logs()[-3000:]}")
             assert sum('"content":"' in line and '"content":""' not in line
                        for line in stream) == WORDS
         assert code == 0, router.logs()[-3000:]
