@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from router.backends.base import Backend
 from router.metrics import Metrics
+from router.store.redis_url import SCHEMES, connect
 from router.supply.clock import Clock, MonotonicClock
 from router.supply.manager import SupplyManager
 from router.supply.memory import MemorySupplyStore
-from router.supply.redis_client import redis_client
 from router.supply.redis_store import RedisSupplyStore
 from router.supply.store import SupplyStore
 
@@ -24,16 +24,11 @@ def _memory(url: str, key_prefix: str, timeout_s: float, clock: Clock) -> Supply
 
 
 def _redis(url: str, key_prefix: str, timeout_s: float, clock: Clock) -> SupplyStore:
-    return RedisSupplyStore(redis_client(url, timeout_s), key_prefix=key_prefix)
+    return RedisSupplyStore(connect(url, timeout_s).client, key_prefix=key_prefix)
 
 
 _OPENERS: dict[str, Callable[[str, str, float, Clock], SupplyStore]] = {
-    "memory": _memory,
-    "redis": _redis,
-    "rediss": _redis,
-    "redis+cluster": _redis,
-    "rediss+cluster": _redis,
-    "redis+sentinel": _redis,
+    "memory": _memory, **dict.fromkeys(SCHEMES, _redis),
 }
 
 

@@ -17,8 +17,8 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from router.core.model import BreakerState
 from router.store.base import StoreError
+from router.store.redis_url import RedisClient
 from router.supply.model import BreakerView, Force, Outcome, Slot, SyncView
-from router.supply.redis_client import RedisClient
 from router.supply.settings import SupplySettings
 
 _VERBS = ("record", "probe", "acquire", "sync", "force")

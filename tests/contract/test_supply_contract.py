@@ -17,10 +17,10 @@ import pytest
 import redis
 
 from router.core.model import BreakerState
+from router.store.redis_url import connect
 from router.supply.clock import ManualClock
 from router.supply.memory import MemorySupplyStore
 from router.supply.model import Force, Outcome
-from router.supply.redis_client import redis_client
 from router.supply.redis_store import RedisSupplyStore
 from router.supply.settings import (
     BreakerSettings,
@@ -94,11 +94,11 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
     opened: list[RedisSupplyStore] = []
 
     def open_store() -> SupplyStore:
-        opened.append(RedisSupplyStore(redis_client(url, 2.0), key_prefix=prefix))
+        opened.append(RedisSupplyStore(connect(url, 2.0).client, key_prefix=prefix))
         return opened[-1]
 
     yield Subject(open_store(), _real_wait, open_store)
-    cleaner = redis_client(url, 2.0)
+    cleaner = connect(url, 2.0).client
     async for key in cleaner.scan_iter(match=f"{prefix}:*"):
         await cleaner.delete(key)
     await cleaner.aclose()
@@ -253,20 +253,20 @@ async def test_capacity_caps_leases_across_replicas(subject):
 
 
 async def test_a_crashed_replicas_leases_expire(subject):
-    s = SupplySettings(capacity=CapacitySettings(max_in_flight=1, lease_ttl_s=0.2))
+    s = SupplySettings(capacity=CapacitySettings(max_in_flight=1, lease_ttl_s=1.0))
     assert (await subject.store.acquire("mini", "crashed", 0, s)).granted
     assert not (await subject.second().acquire("mini", "new", 0, s)).granted
-    await subject.elapse(0.3)
+    await subject.elapse(1.2)
     assert (await subject.second().acquire("mini", "new", 0, s)).granted
 
 
 async def test_sync_renews_live_leases_and_counts_in_flight(subject):
-    s = SupplySettings(capacity=CapacitySettings(max_in_flight=1, lease_ttl_s=0.4))
+    s = SupplySettings(capacity=CapacitySettings(max_in_flight=1, lease_ttl_s=1.0))
     assert (await subject.store.acquire("mini", "live", 0, s)).granted
-    await subject.elapse(0.25)
+    await subject.elapse(0.6)
     view = await subject.store.sync("mini", 0, ["live", "gone"], s)
     assert view.in_flight == 1
-    await subject.elapse(0.25)
+    await subject.elapse(0.6)
     assert not (await subject.second().acquire("mini", "other", 0, s)).granted
 
 
