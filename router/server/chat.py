@@ -103,13 +103,19 @@ def _usd(micros: int) -> str:
     return f"{micros / 1_000_000:.6f}"
 
 
-async def _route(request: Request, runtime: Runtime) -> Routed:
-    started = time.monotonic()
-    request_id = request_id_of(request)
+async def caller_and_body(request: Request, runtime: Runtime) -> tuple[KeyRecord, JSONObject]:
+    """Authenticate first (so strangers cannot make us parse), then read the bounded body."""
     client = request.client.host if request.client else "unknown"
     key = await runtime.keys.resolve(request.headers.get("authorization"), client)
     limits = runtime.config.server
-    body = await read_json_body(request, limits.max_body_bytes, limits.max_json_depth)
+    return key, await read_json_body(request, limits.max_body_bytes, limits.max_json_depth)
+
+
+async def _route(request: Request, runtime: Runtime) -> Routed:
+    started = time.monotonic()
+    request_id = request_id_of(request)
+    key, body = await caller_and_body(request, runtime)
+    limits = runtime.config.server
     pinned = pinned_backend(body, runtime)
     features = runtime.inspect(body, request.headers)
     if features.message_count > limits.max_messages:

@@ -12,8 +12,7 @@ from router.core.model import Principal
 from router.errors import InvalidRequest
 from router.runtime import Runtime
 from router.server.admin import require_admin
-from router.server.body import read_json_body
-from router.server.chat import pinned_backend
+from router.server.chat import caller_and_body, pinned_backend
 
 router = APIRouter()
 
@@ -22,10 +21,7 @@ router = APIRouter()
 async def explain(request: Request) -> dict[str, object]:
     """The decision trace for a chat request: no backend is called and nothing is charged."""
     runtime: Runtime = request.app.state.runtime
-    client = request.client.host if request.client else "unknown"
-    key = await runtime.keys.resolve(request.headers.get("authorization"), client)
-    limits = runtime.config.server
-    body = await read_json_body(request, limits.max_body_bytes, limits.max_json_depth)
+    key, body = await caller_and_body(request, runtime)
     pinned = pinned_backend(body, runtime)
     features = runtime.inspect(body, request.headers)
     snapshot = runtime.snapshot(key)
