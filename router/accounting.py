@@ -165,15 +165,16 @@ class Accountant:
             budgets = key.budgets + await self._team_budgets(key.team)
             result = await self._store.admit(AdmitRequest(
                 store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
-                self._lease_ttl_ms))
-            if result.duplicate:
+                self._lease_ttl_ms, secrets.token_hex(8)))
+            if result.taken:
                 # Another request of this team used the same id (the client's x-request-id,
                 # in flight or already settled): this one is a request of its own, to be
-                # checked, reserved and charged on its own, not folded into the other.
+                # checked, reserved and charged on its own, not folded into the other. (A
+                # retry of this very admission carries its nonce and is answered 'admitted'.)
                 store_id = f"{request_id}.{secrets.token_hex(6)}"
                 result = await self._store.admit(AdmitRequest(
                     store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
-                    self._lease_ttl_ms))
+                    self._lease_ttl_ms, secrets.token_hex(8)))
         except StoreError as exc:
             admission = Admission(request_id, key, budgets, reserve, prices, tokens, now,
                                   local=True, store_id=store_id)
@@ -184,6 +185,8 @@ class Accountant:
                 self._enqueue(_Pending(release=replace(admission, local=False)), exc)
             raise StoreUnavailable("The budget store is unreachable; retry shortly.") from exc
         self._remember(result.budgets)
+        if result.taken:  # a random 12-hex-digit suffix collided: refuse rather than share
+            raise StoreUnavailable("The request could not be given an id of its own; retry.")
         if not result.admitted:
             raise self._denial(key, result, reserve, tokens, now)
         return Admission(request_id, key, budgets, reserve, prices, tokens, now,

@@ -97,6 +97,10 @@ class AdmitRequest:
     tokens: int
     """Estimated tokens, counted against TPM at admission."""
     lease_ttl_ms: int = 600_000
+    nonce: str = ""
+    """Identifies this admission attempt: the same request sent again (a client library
+    retrying after a lost reply) finds its own reservation and is answered as admitted;
+    another request that uses the same request_id is answered `taken`."""
 
 
 class Denial(StrEnum):
@@ -113,9 +117,9 @@ class AdmitResult:
     denied_budget: BudgetStatus | None = None
     retry_after_s: float | None = None
     budgets: tuple[BudgetStatus, ...] = ()
-    duplicate: bool = False
-    """The request_id already holds a reservation or was already settled, so nothing was
-    checked or reserved (`admitted` stays true, so a retried admission is idempotent)."""
+    taken: bool = False
+    """The request_id belongs to another admission (it holds a reservation under another
+    nonce, or was settled): nothing was checked or changed, and `admitted` is false."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +174,9 @@ class Store(Protocol):
 
     async def admit(self, request: AdmitRequest) -> AdmitResult:
         """Check every limit and reserve `reserve` micros on every budget, all or nothing.
-        A request_id that holds a reservation or was settled (in the last two days) changes
-        nothing and answers `duplicate`."""
+        Nothing changes for a request_id that already holds a reservation (admitted when the
+        nonce is the same: a retry; `taken` otherwise) or was settled in the last two days
+        (`taken`)."""
 
     async def settle(self, settlement: Settlement) -> tuple[BudgetStatus, ...]:
         """Swap the reservation for the actual cost, release the lease, write the ledger."""

@@ -28,9 +28,12 @@ def status(budget: Budget, spent: int, reserved: int, resets_at_ms: int | None) 
 
 def admit_result(verdict: str, denied_index: int, retry_ms: int,
                  statuses: tuple[BudgetStatus, ...]) -> AdmitResult:
-    """Translate a script verdict ('ok', 'dup', or a Denial value) into an AdmitResult."""
+    """Translate a script verdict ('ok', 'dup', 'taken', or a Denial value) into an
+    AdmitResult."""
     if verdict in ("ok", "dup"):
-        return AdmitResult(admitted=True, budgets=statuses, duplicate=verdict == "dup")
+        return AdmitResult(admitted=True, budgets=statuses)
+    if verdict == "taken":
+        return AdmitResult(admitted=False, budgets=statuses, taken=True)
     denial = Denial(verdict)
     return AdmitResult(
         admitted=False,

@@ -52,6 +52,7 @@ class _Reservation:
     minute: int
     tokens: int
     refs: tuple[_Ref, ...]
+    nonce: str = ""
 
 
 class MemoryStore:
@@ -96,8 +97,12 @@ class MemoryStore:
         team, rid = request.team, request.request_id
         reads = self._statuses(team, request.budgets, now, purge=True)
         statuses = tuple(r[0] for r in reads)
-        if rid in self._reservations[team] or rid in self._settled[team]:
-            return admit_result("dup", 0, 0, statuses)
+        held = self._reservations[team].get(rid)
+        if held is not None:
+            return admit_result("dup" if held.nonce == request.nonce else "taken", 0, 0,
+                                statuses)
+        if rid in self._settled[team]:
+            return admit_result("taken", 0, 0, statuses)
 
         rate = self._counters[self._names.rate(team, request.key_id)]
         minute, elapsed = divmod(now, MINUTE_MS)
@@ -134,7 +139,8 @@ class MemoryStore:
             fields[reserved_field] = fields.get(reserved_field, 0) + request.reserve
             refs.append(_Ref(counter, reserved_field, spent_field, budget_status.budget))
         self._reservations[team][rid] = _Reservation(
-            request.reserve, request.key_id, now, minute, request.tokens, tuple(refs))
+            request.reserve, request.key_id, now, minute, request.tokens, tuple(refs),
+            request.nonce)
         return admit_result("ok", 0, 0, tuple(
             replace(s, reserved=s.reserved + request.reserve) for s in statuses))
 

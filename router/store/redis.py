@@ -145,7 +145,7 @@ class RedisStore:
         limits = request.limits
         args = [request.request_id, request.key_id, str(request.reserve), str(request.tokens),
                 _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_concurrency),
-                str(request.lease_ttl_ms)]
+                str(request.lease_ttl_ms), request.nonce]
         for b in request.budgets:
             args += [b.period.value, str(b.hard_limit), str(b.window_s or 0)]
         reply = await self._run("admit", keys, args)

@@ -9,26 +9,29 @@
 -- ARGV[1] request_id  ARGV[2] key_id  ARGV[3] reserve (micro-dollars)
 -- ARGV[4] tokens counted against TPM now  ARGV[5] rpm  ARGV[6] tpm
 -- ARGV[7] max concurrency ('' = unlimited for 5..7)  ARGV[8] lease ttl (ms)
--- ARGV[9..] per budget: period ('day'|'month'|'rolling'), hard limit (micro-dollars),
+-- ARGV[9] nonce of this admission attempt
+-- ARGV[10..] per budget: period ('day'|'month'|'rolling'), hard limit (micro-dollars),
 --   window (s; 0 for calendar periods)
 -- Rate limits use a sliding window of 60 s estimated from two fixed minute buckets.
 -- Returns {verdict, denied budget (1-based, 0 = none), retry after (ms), now (ms),
 --   then per budget: spent, reserved, resets at (ms or '')}; verdict is 'ok', 'dup' (this
---   request_id already holds a reservation or was settled: nothing changed), 'rpm', 'tpm',
---   'concurrency' or 'budget'.
+--   request_id holds a reservation made with this nonce: a retry, nothing changed), 'taken'
+--   (it holds one under another nonce, or was settled: another request's id, nothing
+--   changed), 'rpm', 'tpm', 'concurrency' or 'budget'.
 
 local now = now_ms()
 local rid, key_id = ARGV[1], ARGV[2]
 local reserve, tokens = tonumber(ARGV[3]), tonumber(ARGV[4])
 local lease_ttl = tonumber(ARGV[8])
-local n = (#ARGV - 8) / 3
+local nonce = ARGV[9]
+local n = (#ARGV - 9) / 3
 
 local budgets = {}
 for i = 1, n do
-  local period, window = ARGV[6 + 3 * i], tonumber(ARGV[8 + 3 * i])
+  local period, window = ARGV[7 + 3 * i], tonumber(ARGV[9 + 3 * i])
   local spent, reserved, resets, rf, sf = read_budget(KEYS[4 + i], period, window, now, true)
   budgets[i] = {key = KEYS[4 + i], period = period, window = window,
-                hard = tonumber(ARGV[7 + 3 * i]), spent = spent, reserved = reserved,
+                hard = tonumber(ARGV[8 + 3 * i]), spent = spent, reserved = reserved,
                 resets = resets, rf = rf, sf = sf}
 end
 
@@ -41,8 +44,13 @@ local function reply(verdict, denied, retry_ms)
   return out
 end
 
-if redis.call('HEXISTS', KEYS[3], rid) == 1 or redis.call('ZSCORE', KEYS[5 + n], rid) then
-  return reply('dup', 0, 0)
+local held = redis.call('HGET', KEYS[3], rid)
+if held then
+  if (cjson.decode(held).nonce or '') == nonce then return reply('dup', 0, 0) end
+  return reply('taken', 0, 0)
+end
+if redis.call('ZSCORE', KEYS[5 + n], rid) then
+  return reply('taken', 0, 0)
 end
 
 local minute = math.floor(now / 60000)
@@ -114,6 +122,6 @@ end
 
 redis.call('HSET', KEYS[3], rid, cjson.encode({
   amount = ARGV[3], key_id = key_id, at = int_str(now), minute = int_str(minute),
-  tokens = ARGV[4], budgets = refs}))
+  tokens = ARGV[4], budgets = refs, nonce = nonce}))
 redis.call('ZADD', KEYS[4], int_str(now), rid)
 return reply('ok', 0, 0)
