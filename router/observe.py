@@ -39,9 +39,13 @@ class _Served:
 
 
 class Observer:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, *, log_prompts: bool = False) -> None:
         self.metrics = metrics
+        self._log_prompts = log_prompts
         self._served: dict[tuple[str, str, str, str, str, bool], _Served] = {}
+        if log_prompts:
+            log.warning("PROMPT LOGGING IS ON (server.log_prompts): every request's messages "
+                        "are written to the log. Turn it off outside debugging.")
 
     def _children(self, backend: str, rule: str, team: str, key: str, status: str,
                   stream: bool) -> _Served:
@@ -69,7 +73,7 @@ class Observer:
             self.metrics.fallbacks.labels(skipped, reason).inc()
         if not log.isEnabledFor(logging.INFO):
             return
-        log.info("served", extra={
+        extra = {
             "request_id": routed.request_id,
             "key_id": key,
             "team": team,
@@ -87,7 +91,10 @@ class Observer:
             "stream": stream,
             "latency_ms": round(total_s * 1000, 2),
             "upstream_ms": round(upstream_s * 1000, 2),
-        })
+        }
+        if self._log_prompts:
+            extra["messages"] = routed.body.get("messages")
+        log.info("served", extra=extra)
 
     def rejected(self, request_id: str, path: str, error: RouterError) -> None:
         code = error.code or error.error_type

@@ -76,7 +76,7 @@ class Runtime:
         self.backends = backends
         self.supply = supply
         self.metrics = metrics
-        self.observer = Observer(metrics)
+        self.observer = Observer(metrics, log_prompts=config.server.log_prompts)
         self.dispatcher = Dispatcher(backends, supply)
         self.aliases = frozenset(config.aliases)
         self.unconfigured = frozenset(
