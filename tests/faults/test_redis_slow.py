@@ -160,13 +160,9 @@ def test_a_lost_admission_reply_is_released(start, server):
                  state=lambda: leaked_reservations(server, prefix))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Since feb60db the accountant takes an admit verdict 'dup' as another request's id and "
-    "re-admits under a new id; but redis-py retries a command whose reply was lost (Retry "
-    "once), and that retry is answered 'dup' by the reservation it made itself, which is "
-    "then never settled or released. Fix: always admit under a unique store id (request id "
-    "+ random suffix) and take 'dup' as 'mine', or compare a per-attempt nonce on 'dup'."))
 def test_an_admission_retried_after_a_lost_reply_reserves_once(start, server):
+    """redis-py resends an admit whose reply was lost; the retry must be recognised as the
+    same admission (its 'dup'), not another request's, or the first reservation leaks."""
     with TcpProxy(server.port) as proxy:
         router, prefix = start(proxy.url, "closed")
         proxy.set(Mode.LOSE_REPLIES, match=b"lose-one-admit-reply", count=1)
