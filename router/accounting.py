@@ -52,7 +52,6 @@ from router.types import Micros
 log = logging.getLogger("router.accounting")
 
 FailMode = Literal["closed", "open"]
-_MAX_REPLAY_DELAY_S = 30.0
 _STORE_DOWN_LOG_EVERY_S = 5.0
 
 
@@ -133,6 +132,7 @@ class Accountant:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refreshing: set[str] = set()
         self._replaying: asyncio.Task[None] | None = None
+        self._store_answered = asyncio.Event()
         self._store_down_logged = -math.inf
 
     @property
@@ -185,6 +185,8 @@ class Accountant:
                 self._enqueue(_Pending(release=replace(admission, local=False)), exc)
             raise StoreUnavailable("The budget store is unreachable; retry shortly.") from exc
         self._remember(result.budgets)
+        if self._journal:
+            self._store_answered.set()
         if result.taken:  # a random 12-hex-digit suffix collided: refuse rather than share
             raise StoreUnavailable("The request could not be given an id of its own; retry.")
         if not result.admitted:
@@ -357,10 +359,12 @@ class Accountant:
         return True
 
     async def _replay(self) -> None:
-        delay = self._replay_interval
+        """Retry every interval (one fast-failing call while the store is down), and at once
+        when a live request finds the store answering again."""
         while not await self.flush():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_REPLAY_DELAY_S)
+            self._store_answered.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._store_answered.wait(), self._replay_interval)
         log.info("journal replayed: the budget store has every settlement")
 
     async def close(self) -> None:

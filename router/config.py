@@ -40,6 +40,7 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     max_messages: int = Field(4096, gt=0)
     max_json_depth: int = Field(64, gt=0)
+    max_header_bytes: int = Field(64 * 1024, gt=0)
     request_timeout_s: float = Field(600.0, gt=0)
     graceful_timeout_s: float = Field(30.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import secrets
 import time
@@ -23,6 +24,8 @@ from router.store.base import KeyRecord, Store, StoreError
 
 if TYPE_CHECKING:
     from router.config import AuthConfig
+
+log = logging.getLogger("router.keys")
 
 KEY_PREFIX = "sk-rt-"
 BOOTSTRAP_KEY_ID = "bootstrap"
@@ -133,6 +136,10 @@ class KeyResolver:
         try:
             record = await self._store.key_by_hash(key_hash)
         except StoreError as exc:
+            if cached is not None:
+                log.warning("key store unreachable; serving key %s from its last-seen record",
+                            cached[0].key_id)
+                return cached[0]
             raise StoreUnavailable("the key store is unreachable; retry shortly") from exc
         if record is None:
             self._cache.pop(key_hash, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 from pathlib import Path
 from types import FrameType
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         http="httptools",
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=int(config.server.graceful_timeout_s),
+        timeout_graceful_shutdown=math.ceil(config.server.graceful_timeout_s),
     ))
     server.run()
     return 0 if server.started else 1

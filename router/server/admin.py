@@ -112,6 +112,9 @@ def _parse_time(value: str | None, name: str) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
+_YEAR_10000 = 253_402_300_800.0
+"""Epoch seconds of 10000-01-01: later instants cannot be written as ISO dates."""
+
 USD = Annotated[Micros, BeforeValidator(lambda v: parse_usd(v, what="USD amount"))]
 
 
@@ -303,6 +306,9 @@ async def add_price(body: PriceIn, request: Request) -> dict[str, Any]:
     when = body.effective_from
     effective = time.time() if when is None else when if isinstance(when, float) else (
         when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    if not 0 <= effective < _YEAR_10000:
+        raise InvalidRequest("`effective_from` must fall between 1970 and 9999.",
+                             param="effective_from")
     price = Price(body.model, 0, effective, body.input_per_mtok, body.output_per_mtok,
                   body.cached_input_per_mtok, body.per_request)
     stored = await _store(runtime.store.add_price(price))
@@ -393,7 +399,8 @@ async def ledger(request: Request, format: Literal["jsonl", "csv"] = "jsonl",
 
 @router.post("/reconcile")
 async def reconcile(request: Request,
-                    older_than_s: Annotated[float, Query(ge=0)] = 600.0) -> JSONResponse:
+                    older_than_s: Annotated[float, Query(ge=0, le=10**9)] = 600.0
+                    ) -> JSONResponse:
     """Charge reservations older than `older_than_s` at their reserved amount: their
     process died before settling, and nothing is forgiven silently."""
     store = _runtime(request).store

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from router.config import RouterConfig
-from router.errors import InvalidRequest, NotFound, RouterError
+from router.errors import InvalidRequest, NotFound, PayloadTooLarge, RouterError
 from router.runtime import Runtime
 from router.server import chat, probes
 from router.server.admin import router as admin_router
@@ -127,20 +127,32 @@ class HotPath:
     """ASGI front door: `POST /v1/chat/completions` goes straight to its handler, skipping
     FastAPI's middleware and dependency machinery (a measured ~10% of the router's CPU per
     request); everything else, lifespan included, is FastAPI's. Errors render the same way
-    on both paths."""
+    on both paths. Oversized headers are refused here for every route: uvicorn's httptools
+    parser has no limit of its own."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, max_header_bytes: int) -> None:
         self.app = app
+        self._max_header_bytes = max_header_bytes
         self._routes = {("POST", "/v1/chat/completions"): chat.chat_completions,
                         ("POST", "/chat/completions"): chat.chat_completions}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = (self._routes.get((scope["method"], scope["path"]))
-                   if scope["type"] == "http" else None)
-        if handler is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope["app"] = self.app
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > self._max_header_bytes:
+            request = Request(scope, receive)
+            too_big = PayloadTooLarge(
+                f"The request headers exceed {self._max_header_bytes} bytes. Send fewer or "
+                "smaller headers.", code="headers_too_large")
+            too_big.status = 431
+            await _error_response(request, too_big)(scope, receive, send)
+            return
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
         request = Request(scope, receive)
         try:
             response = await handler(request)
@@ -153,4 +165,4 @@ class HotPath:
 
 def build_asgi(config: RouterConfig) -> HotPath:
     """The application `router serve` runs."""
-    return HotPath(create_app(config))
+    return HotPath(create_app(config), config.server.max_header_bytes)

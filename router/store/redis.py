@@ -20,6 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -64,8 +65,16 @@ def _guard(op: str) -> Iterator[None]:
         yield
     except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
         raise StoreError(f"redis {op} failed: {type(exc).__name__}: {exc}",
-                         maybe_applied=isinstance(exc, TimeoutError | RedisTimeoutError)
-                         ) from exc
+                         maybe_applied=_maybe_applied(exc)) from exc
+
+
+def _maybe_applied(exc: BaseException) -> bool:
+    """Whether the command may have run although no reply came back: a timeout, or a
+    connection lost after the command was sent. Only a failure to connect at all (redis-py
+    says "Error N connecting to host:port") proves it never reached Redis."""
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return True
+    return isinstance(exc, RedisConnectionError) and "connecting to" not in str(exc)
 
 
 def _opt(value: int | None) -> str:
