@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -40,6 +41,7 @@ from tests.redis_servers import RedisServer
 from tests.router_process import CLIENT_KEY, RouterProcess
 
 JOURNAL_REPLAYED = "journal replayed"
+_PENDING = re.compile(r"journal replay deferred \((\d+) pending\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class OutageReport:
     """Reservations left in Redis: request id -> micro-dollars."""
     journal_replayed_after_s: float | None
     """From Redis answering again to the router logging its journal fully replayed."""
+    journal_size: int
+    """The most settlements and releases the journal held at once."""
     router_alive: bool
     problems: list[str]
     """Log lines of unhandled errors or tracebacks."""
@@ -140,11 +144,13 @@ def run_outage(workdir: Path, *, mode: str, down_s: float, clients: int = 4,
         lines = log_lines(router)
         replays = [line["ts"] for line in lines
                    if line["msg"].startswith(JOURNAL_REPLAYED) and line["ts"] >= back_at_wall]
+        pending = [int(found.group(1)) for line in lines
+                   if (found := _PENDING.search(line["msg"])) is not None]
         return OutageReport(mode, down_s, outcomes, killed_at, back_at, back_at_wall, books,
                             books_converged_s, leaked,
                             # log ts are rounded to the ms
                             max(0.0, min(replays) - back_at_wall) if replays else None,
-                            alive, log_problems(router))
+                            max(pending, default=0), alive, log_problems(router))
 
 
 FAULTS: tuple[dict[str, Any], ...] = (

@@ -33,6 +33,7 @@ def outage_figures(report: OutageReport) -> dict[str, Any]:
         "recovery_s": None if report.recovery_s is None else round(report.recovery_s, 3),
         "journal_replayed_after_s": None if report.journal_replayed_after_s is None
         else round(report.journal_replayed_after_s, 3),
+        "journal_size": report.journal_size,
         "books_converged_s": round(report.books_converged_s, 3),
         "served_missing_from_ledger": len(report.served - report.books.ledger_ids),
         "ledger_not_served": len(report.books.ledger_ids - report.served),

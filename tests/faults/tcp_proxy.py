@@ -88,6 +88,10 @@ class TcpProxy:
             self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 

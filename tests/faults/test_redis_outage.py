@@ -68,13 +68,8 @@ def test_closed_every_served_request_is_charged_and_nothing_else(closed: OutageR
     books = closed.books
     assert closed.served == set(books.ledger_ids)
     assert books.ledger_cost == books.spent > 0
-    assert books.reserved == sum(closed.leaked.values())
-    by_id = {o.request_id: o for o in closed.outcomes}
-    for request_id in closed.leaked:
-        # The known leak (test_redis_slow.py::test_a_lost_admission_reply_is_released):
-        # an admission that landed as Redis died, answered 503 and never given back.
-        refused = by_id[request_id]
-        assert refused.status == 503 and abs(refused.ended - closed.killed_at) < 1.0
+    assert (books.reserved, books.reservations) == (0, 0)
+    assert closed.leaked == {}
 
 
 def test_open_keeps_serving_through_the_outage(opened: OutageReport) -> None:
@@ -92,19 +87,16 @@ def test_open_replays_its_journal_so_the_books_add_up(opened: OutageReport) -> N
     assert opened.leaked == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The accountant's journal replay backs off 1, 2, 4 ... 30 s and is not woken when the "
-    "store answers again, so spend recorded during an outage reaches Redis seconds after "
-    "it is back (about 4 s after a 3.5 s outage; up to 30 s after a long one)."))
-def test_open_journal_is_replayed_within_about_a_second(opened: OutageReport) -> None:
-    assert opened.journal_replayed_after_s is not None
-    assert opened.journal_replayed_after_s <= 1.5
+def test_open_journal_replay_starts_as_soon_as_redis_is_back(opened: OutageReport) -> None:
+    """Replay is woken by the first call that finds Redis answering, then goes through the
+    journal one settlement per round trip: allow 1 s plus 2 ms a settlement."""
+    assert opened.journal_replayed_after_s is not None and opened.journal_size > 100
+    assert opened.journal_replayed_after_s <= 1.0 + 0.002 * opened.journal_size
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KeyResolver answers 503 for a store-issued key once its 5 s cache entry expires while "
-    "Redis is down, even in fail mode open; it should keep serving the last record it saw."))
 def test_open_keeps_serving_a_known_key_past_the_key_cache(tmp_path: Path) -> None:
+    """A store-issued key seen before the outage keeps working after its 5 s cache entry
+    expires, from the last record the router saw."""
     with durable_redis() as server, FakeUpstream(model="mini-upstream") as mini, \
             FakeUpstream(model="full-upstream") as full:
         router = start_router(fault_config(mini.base_url, full.base_url, server.url,

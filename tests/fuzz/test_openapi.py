@@ -65,11 +65,7 @@ def _document() -> dict[str, Any]:
 
 
 DOCUMENT = _document()
-schema = (schemathesis.openapi.from_dict(documented(copy.deepcopy(DOCUMENT)))
-          # Known 500s, pinned by strict xfails in test_admin_inputs.py; a bad price, once
-          # stored, would fail every later price read. Fuzz them again once fixed.
-          .exclude(method="POST", path="/admin/prices")
-          .exclude(method="POST", path="/admin/reconcile"))
+schema = schemathesis.openapi.from_dict(documented(copy.deepcopy(DOCUMENT)))
 
 
 def test_the_fuzzed_document_is_the_one_the_router_serves(bounded: RouterProcess) -> None:
