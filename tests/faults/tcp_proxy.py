@@ -25,7 +25,9 @@ class Mode(Enum):
     LOSE_REPLIES = "lose_replies"
     """Forward commands to Redis, then drop the reply and reset the client's connection:
     the command ran, the client cannot know. With `match`, only replies to commands that
-    contain those bytes; with `count`, only that many, then back to PASS."""
+    contain those bytes; with `count`, only that many, then back to PASS; with
+    `then_refuse`, the proxy also stops listening after the loss (a retry finds Redis
+    gone) until `listen()`."""
 
 
 class TcpProxy:
@@ -39,6 +41,7 @@ class TcpProxy:
         self.delay_s = 0.0
         self.match: bytes | None = None
         self.count: int | None = None
+        self.then_refuse = False
         self.lost_replies = 0
         self.delaying = 0
         """Chunks held back right now."""
@@ -60,9 +63,14 @@ class TcpProxy:
         return self
 
     def set(self, mode: Mode, delay_s: float = 0.0, *, match: bytes | None = None,
-            count: int | None = None) -> None:
+            count: int | None = None, then_refuse: bool = False) -> None:
         self.delay_s, self.match, self.count = delay_s, match, count
+        self.then_refuse = then_refuse
         self.mode = mode
+
+    def listen(self) -> None:
+        """Accept connections again (on the same port) after `then_refuse` closed it."""
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
 
     def stop(self) -> None:
         if not self._thread.is_alive():
@@ -80,7 +88,10 @@ class TcpProxy:
         self.stop()
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        if self._server is not None and self._server.is_serving():
+            return
+        self._server = await asyncio.start_server(self._accept, self.host, self.port,
+                                                  reuse_address=True)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def _stop(self) -> None:
@@ -134,6 +145,8 @@ class TcpProxy:
                 doomed.add(True)
             elif self.mode is Mode.LOSE_REPLIES and reply and doomed:
                 self.lost_replies += 1
+                if self.then_refuse and self._server is not None:
+                    self._server.close()
                 if self.count is not None:
                     self.count -= 1
                     if self.count <= 0:
