@@ -1,5 +1,6 @@
 """The long fault runs, outside the test suite: a 10 s Redis outage in each fail mode and a
-10,000-request churn. Prints the figures docs/reliability.md reports, and exits non-zero if
+10,000-request churn. Prints the figures the README's Reliability section reports, and
+exits non-zero if
 any invariant broke.
 
     python -m tests.faults.soak                      # everything (about 2 minutes)
