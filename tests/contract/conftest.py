@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,17 +128,12 @@ async def dump_prefix(prefix: str) -> list[Any]:
     return out
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def env(request: pytest.FixtureRequest) -> AsyncIterator[StoreEnv]:
-    prefix = f"rt-test-{uuid.uuid4().hex[:12]}"
-    if request.param == "memory":
-        clock = FakeClock()
-        store = open_store("memory://", key_prefix=prefix, timeout_s=1.0, clock=clock)
-        yield StoreEnv("memory", store, prefix, clock)
-        await store.close()
-        return
+@asynccontextmanager
+async def redis_store_env() -> AsyncIterator[StoreEnv]:
+    """A Redis store under a fresh prefix, deleted afterwards."""
     if not redis_available():
-        pytest.skip(f"no Redis at {REDIS_URL}")
+        pytest.fail(f"no Redis at {REDIS_URL}: start one (see README)")
+    prefix = f"rt-test-{uuid.uuid4().hex[:12]}"
     store = open_store(REDIS_URL, key_prefix=prefix, timeout_s=2.0)
     store_env = StoreEnv("redis", store, prefix, None)
     try:
@@ -147,3 +143,28 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[StoreEnv]:
             await peer.close()
         await store.close()
         await delete_prefix(prefix)
+
+
+@asynccontextmanager
+async def memory_store_env() -> AsyncIterator[StoreEnv]:
+    """The in-process store on a clock the test moves."""
+    prefix = f"rt-test-{uuid.uuid4().hex[:12]}"
+    clock = FakeClock()
+    store = open_store("memory://", key_prefix=prefix, timeout_s=1.0, clock=clock)
+    try:
+        yield StoreEnv("memory", store, prefix, clock)
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def memory_env() -> AsyncIterator[StoreEnv]:
+    async with memory_store_env() as store_env:
+        yield store_env
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def env(request: pytest.FixtureRequest) -> AsyncIterator[StoreEnv]:
+    opened = memory_store_env() if request.param == "memory" else redis_store_env()
+    async with opened as store_env:
+        yield store_env

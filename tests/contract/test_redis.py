@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from importlib import resources
 
 import pytest
@@ -18,7 +19,7 @@ from router.store.memory import MemoryStore
 from router.store.redis import RedisStore
 from router.store.windows import DAY_MS
 from tests.contract.builders import KEY, TEAM, admit_request, key_budget, settlement
-from tests.contract.conftest import REDIS_URL, StoreEnv, dump_prefix
+from tests.contract.conftest import REDIS_URL, StoreEnv, dump_prefix, redis_store_env
 from tests.redis_servers import RedisServer, free_port, redis_binaries_available
 
 needs_binaries = pytest.mark.skipif(not redis_binaries_available(),
@@ -26,10 +27,9 @@ needs_binaries = pytest.mark.skipif(not redis_binaries_available(),
 
 
 @pytest.fixture
-def redis_env(env: StoreEnv) -> StoreEnv:
-    if env.is_memory:
-        pytest.skip("Redis only")
-    return env
+async def redis_env() -> AsyncIterator[StoreEnv]:
+    async with redis_store_env() as store_env:
+        yield store_env
 
 
 async def test_plaintext_key_is_never_stored(redis_env: StoreEnv) -> None:
