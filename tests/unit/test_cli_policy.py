@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-policy_cli = pytest.importorskip("router.cli.policy", exc_type=ImportError)
+from router.cli import policy as policy_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "router.yaml"
