@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from router.core.cost import actual_cost
 from router.core.model import Usage
@@ -24,7 +21,6 @@ from router.core.tokens import TokenCounter
 from tests.e2e.support import (
     PROMPT,
     Admin,
-    Peek,
     Reply,
     fake_cost,
     fire,
@@ -34,20 +30,12 @@ from tests.e2e.support import (
     usd,
     wait_until,
 )
-from tests.fake_upstream import FakeUpstream, count_prompt_tokens
+from tests.fake_upstream import count_prompt_tokens
 from tests.router_process import RouterProcess
 
 MAX_TOKENS = 8
 FITS = 100
 REQUESTS = 1000
-
-
-@pytest.fixture
-def pair(tmp_path: Path, fakes: tuple[FakeUpstream, FakeUpstream]
-         ) -> Iterator[tuple[list[RouterProcess], Peek]]:
-    mini, full = fakes
-    with replicas(tmp_path, mini, full, 2) as running:
-        yield running
 
 
 def _body(i: int) -> dict[str, object]:

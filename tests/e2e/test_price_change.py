@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,26 +21,15 @@ from tests.e2e.support import (
     ADMIN_HEADERS,
     PROMPT,
     Admin,
-    Peek,
     Reply,
-    replicas,
     send,
     wait_until,
 )
-from tests.fake_upstream import FakeUpstream
 from tests.router_process import CLIENT_KEY, RouterProcess
 
 BEFORE = 60
 AFTER = 60
 WORKERS = 8
-
-
-@pytest.fixture
-def pair(tmp_path: Path, fakes: tuple[FakeUpstream, FakeUpstream]
-         ) -> Iterator[tuple[list[RouterProcess], Peek]]:
-    mini, full = fakes
-    with replicas(tmp_path, mini, full, 2) as running:
-        yield running
 
 
 async def _version_on(client: httpx.AsyncClient, router: RouterProcess, model: str) -> int:
