@@ -18,7 +18,7 @@ from router.backends.base import Backend
 from router.backends.factory import build_backends
 from router.config import RouterConfig
 from router.core.inspect import inspect
-from router.core.model import Decision, Features, Principal, Snapshot
+from router.core.model import Decision, Features, Price, Principal, Snapshot
 from router.core.tokens import TokenCounter
 from router.dispatch import Dispatcher
 from router.errors import (
@@ -141,12 +141,16 @@ class Runtime:
     def inspect(self, body: dict[str, object], headers: Mapping[str, str]) -> Features:
         return inspect(body, headers, self.tokens)
 
-    def snapshot(self, key: KeyRecord) -> Snapshot:
+    def snapshot(self, key: KeyRecord, *, with_prices: bool = False) -> Snapshot:
+        """State the engine decides on, from memory. Rules never read prices, so the hot
+        path skips them; explain asks for them to show each candidate's worst-case cost."""
         key_budget, team_budget = self.accountant.budget_left(key)
-        in_force = self.prices.current()
-        prices = {name: in_force[backend.price_key]
-                  for name, backend in self.config.backends.items()
-                  if backend.price_key in in_force}
+        prices: dict[str, Price] = {}
+        if with_prices:
+            in_force = self.prices.current()
+            prices = {name: in_force[backend.price_key]
+                      for name, backend in self.config.backends.items()
+                      if backend.price_key in in_force}
         return Snapshot(supply=self.supply.snapshot(), prices=prices, key_budget=key_budget,
                         team_budget=team_budget)
 

@@ -24,7 +24,7 @@ async def explain(request: Request) -> dict[str, object]:
     key, body = await caller_and_body(request, runtime)
     pinned = pinned_backend(body, runtime)
     features = runtime.inspect(body, request.headers)
-    snapshot = runtime.snapshot(key)
+    snapshot = runtime.snapshot(key, with_prices=True)
     principal = Principal(key_id=key.key_id, team=key.team, tags=key.tags, name=key.name)
     engine = runtime.policy.engine
     decision = engine.decide(features, principal, snapshot, pinned)

@@ -86,6 +86,9 @@ def test_explain_traces_without_calling_or_charging(live, fakes):
     assert trace["decision"]["candidates"] == ["full"]
     assert trace["decision"]["rule"] == "full"
     assert "image" in trace["features"]["input"]
+    [candidate] = trace["candidates"]
+    assert candidate["backend"] == "full" and candidate["worst_case_micros"] > 0
+    assert candidate["price_version"] >= 1
     after = httpx.get(f"{router.url}/admin/ledger", params={"format": "jsonl"},
                       headers=ADMIN).text.count("\n")
     assert (mini.call_count, full.call_count, after) == (0, 0, before)
