@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -107,11 +108,13 @@ class _Exhausted:
             return self.error
         if not hops.tried:
             return NoBackendAvailable("No backend is configured to serve this request.")
+        tries = Counter(hops.tried)
         detail = "; ".join(f"{name} {_PHRASES.get(reason, reason)}"
-                           for name, reason in hops.tried)
+                           + (f" ({count} tries)" if count > 1 else "")
+                           for (name, reason), count in tries.items())
         wait = min(min(self.retry_after, default=1.0), _MAX_RETRY_AFTER_HINT)
         return NoBackendAvailable(
-            f"Every backend that can serve this request is short of capacity right now "
+            f"Every backend that can serve this request is unavailable right now "
             f"({detail}). Retry in {max(1, round(wait))} s.", retry_after=wait)
 
 

@@ -153,7 +153,7 @@ def test_when_both_are_down_the_answer_is_a_fast_503_without_a_retry_storm(start
         assert error.status_code == 503
         assert isinstance(error.body, dict)
         assert error.body["code"] == "no_backend_available"
-        assert "short of capacity" in error.body["message"]
+        assert "unavailable right now" in error.body["message"]
         assert error.response.headers["retry-after"]
     assert max(timings) < 1.0 and timings[-1] < 0.2
     calls = mini.call_count + full.call_count

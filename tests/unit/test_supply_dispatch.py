@@ -206,7 +206,7 @@ async def test_when_every_candidate_is_short_the_answer_is_a_fast_503_that_says_
         await world.complete()
     error = raised.value
     assert error.status == 503 and error.code == "no_backend_available"
-    assert "short of capacity" in error.message
+    assert "unavailable right now" in error.message
     assert "mini is rate-limited (HTTP 429)" in error.message
     assert "full refused the connection" in error.message
     assert error.retry_after == 30.0 and error.headers() == {"retry-after": "30"}
