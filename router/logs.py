@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import orjson
 
@@ -37,4 +36,3 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.Formatter.converter = time.gmtime

@@ -1,6 +1,5 @@
 """Type aliases shared across the package, kept in one place so signatures stay readable."""
 
-from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 Micros: TypeAlias = int
@@ -8,8 +7,6 @@ Micros: TypeAlias = int
 
 JSONObject: TypeAlias = dict[str, Any]
 """A decoded JSON object as it came off the wire."""
-
-Headers: TypeAlias = Mapping[str, str]
 
 MICROS_PER_USD = 1_000_000
 TOKENS_PER_MTOK = 1_000_000

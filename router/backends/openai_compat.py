@@ -233,10 +233,5 @@ class _AiohttpEventStream:
                 ) from None
             yield event
 
-    @property
-    def unterminated(self) -> bool:
-        """True when the connection ended in the middle of an event."""
-        return bool(self._framer.pending.strip())
-
     async def aclose(self) -> None:
         self._response.close()

@@ -54,20 +54,18 @@ def generated_text(payload: object) -> str:
 
 
 class StreamMeter:
-    __slots__ = ("_strip_usage", "_text", "done", "events", "identity", "usage")
+    __slots__ = ("_strip_usage", "_text", "done", "identity", "usage")
 
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._strip_usage = strip_usage_chunk
         self._text: list[str] = []
         self.usage: Usage | None = None
         self.done = False
-        self.events = 0
         self.identity: dict[str, object] = {}
         """`id`, `created` and `model` of the stream's chunks, to write a chunk of our own."""
 
     def observe(self, event: bytes) -> bytes | None:
         """The bytes to forward for this event, or None to drop it."""
-        self.events += 1
         for line in event.split(b"\n"):
             if not line.startswith(_DATA):
                 continue

@@ -18,7 +18,6 @@ import redis
 
 from router.core.model import BreakerState
 from router.store.redis_url import connect
-from router.supply.clock import ManualClock
 from router.supply.memory import MemorySupplyStore
 from router.supply.model import Force, Outcome
 from router.supply.redis_store import RedisSupplyStore
@@ -30,6 +29,7 @@ from router.supply.settings import (
     SupplySettings,
 )
 from router.supply.store import SupplyStore
+from tests.manual_clock import ManualClock
 from tests.redis_servers import RedisCluster, redis_binaries_available
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -22,7 +22,6 @@ from router.errors import (
 )
 from router.metrics import Metrics
 from router.store.base import StoreError
-from router.supply.clock import ManualClock
 from router.supply.manager import SupplyManager
 from router.supply.memory import MemorySupplyStore
 from router.supply.settings import (
@@ -32,6 +31,7 @@ from router.supply.settings import (
     RetrySettings,
     SupplySettings,
 )
+from tests.manual_clock import ManualClock
 
 T = TypeVar("T")
 LENIENT = BreakerSettings(consecutive_failures=100, min_requests=100, cooldown_s=5)

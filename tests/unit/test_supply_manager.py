@@ -9,7 +9,6 @@ from typing import Any
 
 from router.backends.base import SupplyShortage
 from router.core.model import BreakerState, SupplyState
-from router.supply.clock import ManualClock
 from router.supply.manager import SupplyManager
 from router.supply.memory import MemorySupplyStore
 from router.supply.model import Force, Outcome
@@ -19,6 +18,7 @@ from router.supply.settings import (
     QuotaSettings,
     SupplySettings,
 )
+from tests.manual_clock import ManualClock
 
 BREAKER = BreakerSettings(consecutive_failures=2, cooldown_s=5, half_open_probes=1,
                           min_requests=100)
