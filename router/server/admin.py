@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -76,6 +77,8 @@ async def require_admin(request: Request) -> None:
     runtime.keys.failed(client)
     raise AuthenticationFailed("Invalid admin key.")
 
+
+log = logging.getLogger("router.admin")
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -381,16 +384,28 @@ def _csv_line(row: dict[str, Any] | list[str]) -> str:
 @router.get("/ledger")
 async def ledger(request: Request, format: Literal["jsonl", "csv"] = "jsonl",
                  since: str | None = None, until: str | None = None) -> StreamingResponse:
-    """Every settled and reconciled request in time order, streamed."""
+    """Every settled and reconciled request in time order, streamed. The first entry is
+    read before answering, so an unreachable store is a clean 503; a store lost mid-export
+    ends the stream early (logged), since the status line has already gone out."""
     entries = _runtime(request).store.ledger(_parse_time(since, "since"),
                                              _parse_time(until, "until"))
+    first = await _store(anext(entries, None))
+
+    def line(entry: LedgerEntry) -> str:
+        view = _entry_view(entry)
+        return _csv_line(view) if format == "csv" else json.dumps(view) + "\n"
 
     async def lines() -> AsyncIterator[str]:
         if format == "csv":
             yield _csv_line(_CSV_FIELDS)
-        async for entry in entries:
-            view = _entry_view(entry)
-            yield _csv_line(view) if format == "csv" else json.dumps(view) + "\n"
+        if first is None:
+            return
+        yield line(first)
+        try:
+            async for entry in entries:
+                yield line(entry)
+        except StoreError as exc:
+            log.error("ledger export cut short: the store stopped answering (%s)", exc)
 
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     return StreamingResponse(lines(), media_type=media, headers={
