@@ -20,9 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core.model import Price
 from router.store.base import (
@@ -48,6 +46,7 @@ from router.store.codec import (
 )
 from router.store.common import admit_result, reconciled_entry, status
 from router.store.keys import KeySpace
+from router.store.redis_retry import maybe_applied
 from router.store.redis_watch import PriceWatcher
 from router.store.scripts import script_source
 from router.types import Micros
@@ -65,16 +64,7 @@ def _guard(op: str) -> Iterator[None]:
         yield
     except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
         raise StoreError(f"redis {op} failed: {type(exc).__name__}: {exc}",
-                         maybe_applied=_maybe_applied(exc)) from exc
-
-
-def _maybe_applied(exc: BaseException) -> bool:
-    """Whether the command may have run although no reply came back: a timeout, or a
-    connection lost after the command was sent. Only a failure to connect at all (redis-py
-    says "Error N connecting to host:port") proves it never reached Redis."""
-    if isinstance(exc, TimeoutError | RedisTimeoutError):
-        return True
-    return isinstance(exc, RedisConnectionError) and "connecting to" not in str(exc)
+                         maybe_applied=maybe_applied(exc)) from exc
 
 
 def _opt(value: int | None) -> str:

@@ -6,7 +6,8 @@ store (budgets and keys, supply), so they parse URLs and set timeouts the same w
     redis+sentinel://[user:pass@]host:port[,host:port...]/service_name[/db]
 
 Every client gets the same timeouts, decodes replies to str, and retries a failed command
-once (safe: every script is idempotent per request or per slot).
+once (safe: every script is idempotent per request or per slot), remembering whether a
+failed attempt may have run (router/store/redis_retry.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+
+from router.store.redis_retry import AttemptAwareRetry
 
 RedisClient = Redis | RedisCluster
 
@@ -38,7 +40,7 @@ def _options(timeout_s: float) -> dict[str, Any]:
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
         "decode_responses": True,
-        "retry": Retry(NoBackoff(), 1),
+        "retry": AttemptAwareRetry(NoBackoff(), 1),
         "health_check_interval": 30,
     }
 

@@ -176,13 +176,6 @@ def test_an_admission_retried_after_a_lost_reply_reserves_once(start, server):
                  state=lambda: read_books(router, server, prefix))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "router/store/redis.py judges maybe_applied by the last error only: redis-py retries "
-    "an admit whose reply was lost, the retry cannot connect ('Error 111 connecting to'), "
-    "and that error says 'never sent', so no release is journaled and the reservation the "
-    "first attempt made stays until reconcile charges it (seen once in a 10 s soak "
-    "outage). Fix: retry in RedisStore._run itself (client Retry 0) and keep "
-    "maybe_applied if any attempt may have applied."))
 def test_a_lost_admission_reply_then_a_refused_retry_is_released(start, server):
     with TcpProxy(server.port) as proxy:
         router, prefix = start(proxy.url, "closed")
