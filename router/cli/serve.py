@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from router.logs import configure_logging
     from router.policy_runtime import PolicyHolder
     from router.server.app import build_asgi
+    from router.server.http_protocol import BoundedHeadProtocol
 
     config = load_config(args.config)
     PolicyHolder.load(config.policy, config.capabilities())
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         host=args.host or config.server.host,
         port=args.port if args.port is not None else config.server.port,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHeadProtocol,
+        h11_max_incomplete_event_size=config.server.max_header_bytes,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=math.ceil(config.server.graceful_timeout_s),

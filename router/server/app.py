@@ -127,8 +127,8 @@ class HotPath:
     """ASGI front door: `POST /v1/chat/completions` goes straight to its handler, skipping
     FastAPI's middleware and dependency machinery (a measured ~10% of the router's CPU per
     request); everything else, lifespan included, is FastAPI's. Errors render the same way
-    on both paths. Oversized headers are refused here for every route: uvicorn's httptools
-    parser has no limit of its own."""
+    on both paths. Oversized headers are refused here for every route; a head that is still
+    arriving past the limit is cut off earlier, by router/server/http_protocol.py."""
 
     def __init__(self, app: FastAPI, max_header_bytes: int) -> None:
         self.app = app

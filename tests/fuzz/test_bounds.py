@@ -117,15 +117,13 @@ def test_many_headers_are_answered_not_crashed_on(bounded):
 def test_a_huge_header_is_refused_with_431(bounded):
     head = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024)
             + b"\r\n\r\n")
-    status_line = _raw(bounded, head).split(b"\r\n", 1)[0]
+    answer = _raw(bounded, head)
+    status_line, _, rest = answer.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large", status_line
+    error = orjson.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "headers_too_large" and error["type"] == "invalid_request_error"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The 431 comes from the ASGI layer (HotPath), after httptools has read the whole head: "
-    "an endless header is buffered in memory without bound. Fix: count head bytes in an "
-    "HttpToolsProtocol subclass (on_url/on_header) and close with 431 past "
-    "server.max_header_bytes; pass it to uvicorn as `http`."))
 def test_an_endless_header_is_cut_off_early(bounded):
     """Send header bytes until the server stops us; it should after about
     server.max_header_bytes, not after everything a client cares to send."""
@@ -137,4 +135,5 @@ def test_an_endless_header_is_cut_off_early(bounded):
             while sent < ENDLESS_HEADER_BYTES:
                 sock.sendall(chunk)
                 sent += len(chunk)
-    assert sent < ENDLESS_HEADER_BYTES // 2, f"the server read {sent} header bytes"
+    # What the kernel's socket buffers absorb on loopback: 0.6-1 MiB here.
+    assert sent < 4 * 1024 * 1024, f"the server let the client send {sent} header bytes"
