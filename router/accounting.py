@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -53,6 +54,7 @@ log = logging.getLogger("router.accounting")
 
 FailMode = Literal["closed", "open"]
 _STORE_DOWN_LOG_EVERY_S = 5.0
+_REPLAY_BATCH = 32  # journal entries replayed at once: half the Redis pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,15 +349,24 @@ class Accountant:
                                       admission.key.team, admission.budgets)
 
     async def flush(self) -> bool:
-        """Replay the journal once, in order, stopping at the first failure; True when it
-        is empty."""
+        """Replay the journal, up to `_REPLAY_BATCH` entries at once (each is idempotent per
+        request id and counters add up in any order, so concurrency is safe and takes one
+        round trip per batch, not per entry); stop after a batch that met a failure. True
+        when the journal is empty. An entry leaves the journal only once the store took it."""
         while self._journal:
-            try:
-                await self._apply(self._journal[0])
-            except StoreError as exc:
-                log.warning("journal replay deferred (%d pending): %s", len(self._journal), exc)
+            batch = list(itertools.islice(self._journal, _REPLAY_BATCH))
+            outcomes = await asyncio.gather(*(self._apply(p) for p in batch),
+                                            return_exceptions=True)
+            taken = {id(p) for p, outcome in zip(batch, outcomes, strict=True) if outcome is None}
+            self._journal = deque(p for p in self._journal if id(p) not in taken)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            for failure in failures:
+                if not isinstance(failure, StoreError):
+                    raise failure
+            if failures:
+                log.warning("journal replay deferred (%d pending): %s", len(self._journal),
+                            failures[0])
                 return False
-            self._journal.popleft()
         return True
 
     async def _replay(self) -> None:

@@ -213,6 +213,50 @@ async def test_fail_open_admits_locally_and_charges_when_the_store_is_back(
     assert ledgered.extra["admission"] == "local"
 
 
+class Concurrent(Flaky):
+    """Flaky, and settlements overlap: records the most in flight at once, and fails each
+    request id listed in `fail_once` on its first try."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.fail_once: set[str] = set()
+        self.in_flight = self.most_in_flight = 0
+
+    async def settle(self, settlement: Any) -> Any:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # let the other settlements of a batch start
+            if self.down:
+                raise StoreError("settle: store is down")
+            if settlement.entry.request_id in self.fail_once:
+                self.fail_once.discard(settlement.entry.request_id)
+                raise StoreError("settle: one lost reply")
+            return await self.inner.settle(settlement)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_the_journal_replays_in_concurrent_batches_and_keeps_what_failed(
+        env: StoreEnv) -> None:
+    store = Concurrent(env.store)
+    acct = accountant(env, store, replay_interval_s=0.01)
+    k = key(budgets=(key_budget(10_000_000),))
+    admissions = [await acct.admit(f"r{i}", k, CANDIDATES, 10, 10) for i in range(100)]
+    store.down = True
+    entries = [await acct.settle(a, "mini", Usage(100, 10), rule="r", fallbacks=[],
+                                 latency_ms=1) for a in admissions]
+    assert acct.journal_size == 100
+    store.fail_once = {f"r{i}" for i in range(0, 100, 7)}
+    store.down = False
+    await asyncio.wait_for(_drained(acct), 5.0)
+    assert store.fail_once == set() and store.most_in_flight > 1
+    status = await env.store.budget_status("team-a", k.budgets)
+    assert (status[0].spent, status[0].reserved) == (sum(e.cost for e in entries), 0)
+    ids = [e.request_id async for e in env.store.ledger()]
+    assert sorted(ids) == sorted(f"r{i}" for i in range(100))
+
+
 async def test_a_failed_release_is_retried(env: StoreEnv) -> None:
     store = Flaky(env.store)
     acct = accountant(env, store, replay_interval_s=0.01)
