@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from starlette.requests import Request
 
@@ -15,6 +15,6 @@ def request_id_of(request: Request) -> str:
     if cached is not None:
         return cached
     offered = request.headers.get("x-request-id")
-    request_id = offered if offered and _SANE.match(offered) else f"req_{uuid.uuid4().hex}"
+    request_id = offered if offered and _SANE.match(offered) else f"req_{os.urandom(16).hex()}"
     request.state.request_id = request_id
     return request_id

@@ -32,7 +32,7 @@ def _memory(parts: SplitResult, opts: _Options) -> Store:
 def _redis(parts: SplitResult, opts: _Options) -> Store:
     connection = connect(parts.geturl(), opts.timeout_s, opts.max_connections)
     return RedisStore(connection.client, key_prefix=opts.key_prefix,
-                      on_close=connection.closers)
+                      on_close=connection.closers, scripts=connection.scripts)
 
 
 _OPENERS: dict[str, Callable[[SplitResult, _Options], Store]] = {

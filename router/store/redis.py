@@ -48,6 +48,7 @@ from router.store.common import admit_result, reconciled_entry, status
 from router.store.keys import KeySpace
 from router.store.redis_retry import maybe_applied
 from router.store.redis_watch import PriceWatcher
+from router.store.resp import ScriptConnection
 from router.store.scripts import script_source
 from router.types import Micros
 
@@ -92,7 +93,8 @@ class RedisStore:
     """Store over a redis-py asyncio client created with decode_responses=True."""
 
     def __init__(self, client: RedisClient, *, key_prefix: str,
-                 on_close: Sequence[Callable[[], Awaitable[object]]] = ()) -> None:
+                 on_close: Sequence[Callable[[], Awaitable[object]]] = (),
+                 scripts: ScriptConnection | None = None) -> None:
         # redis-py types replies as bytes | str | None unions; with decode_responses every
         # reply is str, so the client is used untyped and replies are converted where read.
         self._client: Any = client
@@ -101,13 +103,18 @@ class RedisStore:
         self._known_teams: set[str] = set()
         self._watcher = PriceWatcher(client, self._names.price_channel(), self.prices)
         self._on_close = tuple(on_close)
+        self._lane = scripts
 
     async def _run(self, verb: str, keys: list[str], args: list[str]) -> Any:
-        """EVALSHA straight through `execute_command`: redis-py's Script wrapper costs a
-        measurable share of the hot path; a flushed script cache is reloaded once."""
+        """EVALSHA over the lean script connection where there is one (router/store/resp.py),
+        else straight through `execute_command`: redis-py's Script wrapper costs a measurable
+        share of the hot path. A flushed script cache is reloaded once."""
         script = self._scripts[verb]
         with _guard(verb):
             try:
+                if self._lane is not None:
+                    return await self._lane.call("EVALSHA", script.sha, str(len(keys)),
+                                                 *keys, *args)
                 return await self._client.execute_command(
                     "EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:

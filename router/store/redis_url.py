@@ -23,6 +23,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from router.store.redis_retry import AttemptAwareRetry
+from router.store.resp import ScriptConnection
 
 RedisClient = Redis | RedisCluster
 
@@ -33,6 +34,8 @@ class Connection:
 
     client: RedisClient
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    scripts: ScriptConnection | None = None
+    """The lean connection for the store's scripts, where the URL allows one."""
 
 
 def _options(timeout_s: float) -> dict[str, Any]:
@@ -70,7 +73,17 @@ def _standalone(parts: SplitResult, timeout_s: float, max_connections: int) -> C
     pool = BlockingConnectionPool.from_url(
         parts.geturl(), max_connections=max_connections, timeout=timeout_s,
         **_options(timeout_s))
-    return Connection(Redis.from_pool(pool))
+    connection = Connection(Redis.from_pool(pool))
+    if parts.scheme == "redis" and not parts.query:
+        path = parts.path.strip("/")
+        credentials = _credentials(parts)
+        scripts = ScriptConnection(
+            parts.hostname or "127.0.0.1", parts.port or 6379, timeout_s=timeout_s,
+            db=int(path) if path else 0, username=credentials.get("username"),
+            password=credentials.get("password"))
+        connection.scripts = scripts
+        connection.closers.append(scripts.aclose)
+    return connection
 
 
 def _cluster(parts: SplitResult, timeout_s: float, max_connections: int) -> Connection:
