@@ -1,4 +1,4 @@
-"""`python -m bench`: fake upstream vs our router vs LiteLLM's proxy, in one run.
+"""`python -m bench`: fake upstream, the floor app, our router, LiteLLM's proxy, in one run.
 
 See bench/README.md. Everything is loopback; every child process is stopped at the end.
 """
@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from bench import meta, targets
+from bench.configs import ROUTER_CLIENT_KEY, ROUTER_TEAM_BUDGETS
 from bench.loadgen import Point, run_wrk
 from bench.probe import wait_ready
 from bench.procs import cpu_pinning, cpu_seconds, rss_kb
@@ -30,9 +31,11 @@ from bench.upstream import NginxUpstream
 TargetFn = Callable[[Settings, bool], AbstractContextManager[Running]]
 TARGETS: dict[str, TargetFn] = {
     "upstream": targets.upstream,
+    "floor": targets.floor,
     "router": targets.router,
     "litellm": targets.litellm,
 }
+REDIS_TARGETS = {"floor", "router"}  # their keys live under the run's `bench-<run>-` prefix
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -51,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--targets",
         type=_csv(str),
         default=list(TARGETS),
-        help="comma list of upstream,router,litellm (default: all)",
+        help="comma list of upstream,floor,router,litellm (default: all)",
     )
     ap.add_argument(
         "--concurrency",
@@ -155,7 +158,8 @@ def measure_target(
     return points, info
 
 
-def drop_router_keys(redis_url: str, prefixes: list[str]) -> None:
+def drop_redis_keys(redis_url: str, prefixes: list[str]) -> None:
+    """Delete the run's keys (router and floor store) so runs leave Redis as they found it."""
     try:
         import redis  # the main .venv has it (router dependency)
     except ImportError:
@@ -167,7 +171,7 @@ def drop_router_keys(redis_url: str, prefixes: list[str]) -> None:
             for i in range(0, len(keys), 500):
                 client.delete(*keys[i : i + 500])
     except redis.RedisError as e:
-        _log(f"could not clean router keys in redis: {e}")
+        _log(f"could not clean bench keys in redis: {e}")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -226,8 +230,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if info:
                         proxies.setdefault(name, {})[mode] = info
         finally:
-            if "router" in args.targets:
-                drop_router_keys(args.redis_url, [f"bench-{run_id}-"])
+            if REDIS_TARGETS & set(args.targets):
+                drop_redis_keys(args.redis_url, [f"bench-{run_id}-"])
 
     return {
         "run_id": run_id,
@@ -241,6 +245,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "modes": ["stream" if m else "json" for m in modes],
             "model": args.model,
             "router_model": args.router_model or args.model,
+            "router_client_key": ROUTER_CLIENT_KEY,
+            "router_team_budgets": ROUTER_TEAM_BUDGETS,
             "pin": args.pin,
             "proxy_cpus": sorted(proxy_cpus or []),
             "load_cpus": sorted(load_cpus or []),

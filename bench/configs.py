@@ -1,4 +1,4 @@
-"""Config generators for the two proxies under test. Adjust the router's shape here only.
+"""Config generators for the proxies under test. Adjust the router's shape here only.
 
 Both proxies get the same two models, `mini` and `full`, pointing at the fake upstream.
 """
@@ -38,9 +38,10 @@ def router_config(
 ) -> dict[str, Any]:
     """Our router's config, in the schema of router/config.py (RouterConfig).
 
-    Production-like: Redis store, fail-closed, the repo's default policy and prices, the
-    client key is the bootstrap key (team "default"). Paths are absolute because the file
-    is written to a temp dir.
+    Production-like: Redis store, fail-closed, the repo's default policy and prices. The
+    bootstrap key (team "default", no budgets or limits) only serves the readiness probe;
+    the load uses a key minted with ROUTER_CLIENT_KEY (see bench/targets.py). Paths are
+    absolute because the file is written to a temp dir.
     """
 
     def backend(upstream_model: str, price_model: str, ctx: int, out: int) -> dict[str, Any]:
@@ -65,6 +66,22 @@ def router_config(
             "full": backend(FULL_MODEL, "full", 262144, 32768),
         },
     }
+
+
+# The router is measured with a minted client key, admitted like a production one: two key
+# budgets, a team budget, rpm/tpm/concurrency limits. All far above what a run can use, so
+# no request is refused (a refusal would show up as errors in the table).
+BENCH_TEAM = "bench"
+ROUTER_CLIENT_KEY: dict[str, Any] = {
+    "team": BENCH_TEAM,
+    "name": "bench",
+    "budgets": [
+        {"period": "day", "limit_usd": "1000000"},
+        {"period": "rolling", "window_s": 3600, "limit_usd": "1000000"},
+    ],
+    "limits": {"rpm": 100_000_000, "tpm": 100_000_000_000, "max_concurrency": 100_000},
+}
+ROUTER_TEAM_BUDGETS: dict[str, Any] = {"budgets": [{"period": "month", "limit_usd": "1000000"}]}
 
 
 def litellm_config(*, upstream_base_url: str, master_key: str) -> dict[str, Any]:

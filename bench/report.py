@@ -9,6 +9,7 @@ from typing import Any
 from bench.loadgen import Point
 
 BASELINE = "upstream"
+ORDER = {BASELINE: 0, "floor": 1, "router": 2, "litellm": 3}
 
 
 def _mode(stream: bool) -> str:
@@ -16,19 +17,23 @@ def _mode(stream: bool) -> str:
 
 
 def comparisons(points: list[Point]) -> list[dict[str, Any]]:
-    """Per (mode, concurrency): each proxy's added p50/p99 over the upstream, router/litellm."""
+    """Per (mode, concurrency): each proxy's added p50/p99 over the upstream, and the
+    router's throughput against the floor (percent) and against LiteLLM (ratio)."""
     by_key = {(p.target, p.stream, p.connections): p for p in points}
     out: list[dict[str, Any]] = []
     for stream, conns in sorted({(p.stream, p.connections) for p in points}):
         row: dict[str, Any] = {"mode": _mode(stream), "connections": conns}
         base = by_key.get((BASELINE, stream, conns))
-        for name in ("router", "litellm"):
+        for name in ("floor", "router", "litellm"):
             p = by_key.get((name, stream, conns))
             if p is None or base is None:
                 continue
             row[f"{name}_added_p50_ms"] = round(p.p50_ms - base.p50_ms, 3)
             row[f"{name}_added_p99_ms"] = round(p.p99_ms - base.p99_ms, 3)
         r, lt = by_key.get(("router", stream, conns)), by_key.get(("litellm", stream, conns))
+        fl = by_key.get(("floor", stream, conns))
+        if r is not None and fl is not None and fl.rps > 0:
+            row["rps_pct_router_of_floor"] = round(100 * r.rps / fl.rps, 1)
         if r is not None and lt is not None and lt.rps > 0:
             row["rps_ratio_router_over_litellm"] = round(r.rps / lt.rps, 2)
         out.append(row)
@@ -48,8 +53,7 @@ def table(points: list[Point]) -> str:
     lines = [head, "-" * len(head)]
     if not points:
         lines.append("(no points measured)")
-    order = {BASELINE: 0, "router": 1, "litellm": 2}
-    for p in sorted(points, key=lambda p: (p.stream, p.connections, order.get(p.target, 9))):
+    for p in sorted(points, key=lambda p: (p.stream, p.connections, ORDER.get(p.target, 9))):
         base = by_key.get((BASELINE, p.stream, p.connections))
         add50 = add99 = None
         if base is not None and p.target != BASELINE:
@@ -59,15 +63,26 @@ def table(points: list[Point]) -> str:
             f"{p.p50_ms:>8.2f} {p.p90_ms:>8.2f} {p.p99_ms:>8.2f} {p.error_count:>6} "
             f"{_fmt(add50):>8} {_fmt(add99):>8} {_fmt(p.server_cpu_ms_per_req, 3):>10}"
         )
-    ratios = [c for c in comparisons(points) if "rps_ratio_router_over_litellm" in c]
+    ratios = ratio_table(comparisons(points))
     if ratios:
-        lines.append("")
+        lines += ["", ratios]
+    return "\n".join(lines)
+
+
+def ratio_table(comps: list[dict[str, Any]]) -> str:
+    """The router's req/s as % of the floor's and as a multiple of LiteLLM's ("" if neither)."""
+    keys = ("rps_pct_router_of_floor", "rps_ratio_router_over_litellm")
+    rows = [c for c in comps if any(k in c for k in keys)]
+    if not rows:
+        return ""
+    head = f"{'mode':<6} {'conc':>4} {'router/floor':>13} {'router/litellm':>15}"
+    lines = ["router throughput", head, "-" * len(head)]
+    for c in rows:
+        pct, ratio = c.get(keys[0]), c.get(keys[1])
         lines.append(
-            "throughput ratio router/litellm: "
-            + ", ".join(
-                f"{c['mode']} c={c['connections']}: {c['rps_ratio_router_over_litellm']:.2f}x"
-                for c in ratios
-            )
+            f"{c['mode']:<6} {c['connections']:>4} "
+            f"{'-' if pct is None else f'{pct:.1f}%':>13} "
+            f"{'-' if ratio is None else f'{ratio:.2f}x':>15}"
         )
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""The three things we measure: the fake upstream itself, our router, LiteLLM's proxy.
+"""What we measure: the fake upstream itself, the floor app, our router, LiteLLM's proxy.
 
 Each proxy is started fresh per mode (non-stream / stream), because its backends point at
 the upstream's JSON port or its SSE port. Start-up time is from spawning the process to the
@@ -7,16 +7,29 @@ first successful chat completion through it.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from bench.configs import MINI_MODEL, REPO, litellm_config, router_config, write_yaml
-from bench.probe import Endpoint, wait_ready
+from bench.configs import (
+    BENCH_TEAM,
+    MINI_MODEL,
+    REPO,
+    ROUTER_CLIENT_KEY,
+    ROUTER_TEAM_BUDGETS,
+    litellm_config,
+    router_config,
+    write_yaml,
+)
+from bench.probe import Endpoint, chat_once, check_response, wait_ready
 from bench.procs import Proc, free_port
 from bench.upstream import UpstreamPorts
 
@@ -101,6 +114,24 @@ def upstream(s: Settings, stream: bool) -> Iterator[Running]:
     yield Running(endpoint=ep, cpu_pid=s.upstream_pid)
 
 
+def floor_key_prefix(s: Settings, stream: bool) -> str:
+    """Under the run's `bench-<run>-` prefix, so the end-of-run cleanup deletes it too."""
+    return f"bench-{s.run_id}-floor-{'stream' if stream else 'json'}"
+
+
+@contextmanager
+def floor(s: Settings, stream: bool) -> Iterator[Running]:
+    """bench/floor_app.py: the bare pass-through our goals are stated against."""
+    mode = "stream" if stream else "json"
+    port = free_port()
+    argv = [str(REPO_PYTHON), "-m", "bench.floor_app", "--port", str(port)]
+    argv += ["--upstream", s.ports.base_url(stream), "--redis-url", s.redis_url]
+    argv += ["--key-prefix", floor_key_prefix(s, stream)]
+    ep = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", secrets.token_hex(8), s.model)
+    with _serve(f"floor-{mode}", argv, s, stream, ep, clean_env(), REPO) as running:
+        yield running
+
+
 def litellm_unavailable() -> str | None:
     if not LITELLM_BIN.exists():
         return (
@@ -165,6 +196,7 @@ def router(s: Settings, stream: bool) -> Iterator[Running]:
     mode = "stream" if stream else "json"
     port = free_port()
     client_key = "sk-bench-" + secrets.token_hex(12)
+    admin_key = "sk-admin-" + secrets.token_hex(12)
     cfg = write_yaml(
         s.workdir / f"router-{mode}.yaml",
         router_config(
@@ -172,7 +204,7 @@ def router(s: Settings, stream: bool) -> Iterator[Running]:
             port=port,
             redis_url=s.redis_url,
             key_prefix=router_key_prefix(s, stream),
-            admin_key="sk-admin-" + secrets.token_hex(12),
+            admin_key=admin_key,
             client_key=client_key,
         ),
     )
@@ -180,4 +212,48 @@ def router(s: Settings, stream: bool) -> Iterator[Running]:
     argv += ["--port", str(port)]
     ep = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", client_key, s.router_model)
     with _serve(f"router-{mode}", argv, s, stream, ep, clean_env(), REPO) as running:
-        yield running
+        minted = replace(ep, api_key=admit_client(f"http://127.0.0.1:{port}", admin_key))
+        check_once(minted, stream)
+        yield replace(running, endpoint=minted)
+
+
+def check_once(ep: Endpoint, stream: bool) -> None:
+    """One chat with the minted key before the load, so a refusal fails loudly, not as errors."""
+    try:
+        problem = check_response(*chat_once(ep, stream), stream)
+    except OSError as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:
+        raise RuntimeError(f"router refused the minted key: {problem}")
+
+
+def admin_call(base_url: str, admin_key: str, method: str, path: str, body: Any) -> Any:
+    """One admin API call; RuntimeError (with the router's answer) unless it is a 2xx."""
+    req = urllib.request.Request(
+        base_url + path,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_key}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{method} {path}: HTTP {e.code}: {e.read()[:300]!r}") from e
+    except OSError as e:
+        raise RuntimeError(f"{method} {path}: {e}") from e
+
+
+def admit_client(base_url: str, admin_key: str) -> str:
+    """Mint the load's client key and set its team budget, as an operator would.
+
+    The bootstrap key has no budgets and no limits, so measuring with it would skip the
+    admission work every production request pays for.
+    """
+    created = admin_call(base_url, admin_key, "POST", "/admin/keys", ROUTER_CLIENT_KEY)
+    path = f"/admin/teams/{BENCH_TEAM}/budgets"
+    admin_call(base_url, admin_key, "PUT", path, ROUTER_TEAM_BUDGETS)
+    key = created.get("key") if isinstance(created, dict) else None
+    if not isinstance(key, str) or not key:
+        raise RuntimeError(f"POST /admin/keys answered without a key: {str(created)[:300]}")
+    return key
