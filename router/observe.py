@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from router.core.model import Usage
 from router.errors import RouterError
+from router.logs import info_line
 from router.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Observer:
         }
         if self._log_prompts:
             extra["messages"] = routed.body.get("messages")
-        log.info("served", extra=extra)
+        info_line(log, "served", extra)
 
     def rejected(self, request_id: str, path: str, error: RouterError) -> None:
         code = error.code or error.error_type
