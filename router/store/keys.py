@@ -7,12 +7,15 @@ inside a tag are percent-encoded, so a `}` or `:` in a team or key id cannot mov
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 from router.store.base import Budget, Period
 
 
+@lru_cache(maxsize=65_536)
 def _enc(name: str) -> str:
+    """Cached: the same few team and key ids are encoded on every request."""
     return quote(name, safe="-_.@")
 
 
