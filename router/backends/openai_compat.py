@@ -63,6 +63,9 @@ class OpenAICompatibleBackend:
                 ),
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
                 auto_decompress=True,
+                # Requests of every client share this session: an upstream's cookies must not
+                # follow one client's request into another's (and skipping them is cheaper).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -86,6 +89,8 @@ class OpenAICompatibleBackend:
         limit = self._config.max_response_bytes
         if (response.content_length or 0) > limit:
             raise UpstreamFailed(f"The {self.name} backend sent a response over {limit} bytes.")
+        if response.content_length is not None and "content-encoding" not in response.headers:
+            return await response.read()  # exactly the declared length, checked above
         parts: list[bytes] = []
         size = 0
         async for part in response.content.iter_chunked(_CHUNK):
