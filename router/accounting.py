@@ -21,7 +21,6 @@ import itertools
 import json
 import logging
 import math
-import secrets
 import time
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Literal
 from router.core.cost import actual_cost, worst_case_cost
 from router.core.model import BudgetLeft, Price, Usage
 from router.errors import BudgetExceeded, NoBackendAvailable, RateLimited, StoreUnavailable
+from router.ids import unique_id
 from router.pricing import PriceBook, PriceUnknown, format_usd
 from router.store.base import (
     AdmitRequest,
@@ -167,16 +167,16 @@ class Accountant:
             budgets = key.budgets + await self._team_budgets(key.team)
             result = await self._store.admit(AdmitRequest(
                 store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
-                self._lease_ttl_ms, secrets.token_hex(8)))
+                self._lease_ttl_ms, unique_id()))
             if result.taken:
                 # Another request of this team used the same id (the client's x-request-id,
                 # in flight or already settled): this one is a request of its own, to be
                 # checked, reserved and charged on its own, not folded into the other. (A
                 # retry of this very admission carries its nonce and is answered 'admitted'.)
-                store_id = f"{request_id}.{secrets.token_hex(6)}"
+                store_id = f"{request_id}.{unique_id()}"
                 result = await self._store.admit(AdmitRequest(
                     store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
-                    self._lease_ttl_ms, secrets.token_hex(8)))
+                    self._lease_ttl_ms, unique_id()))
         except StoreError as exc:
             admission = Admission(request_id, key, budgets, reserve, prices, tokens, now,
                                   local=True, store_id=store_id)

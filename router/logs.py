@@ -6,6 +6,8 @@ operator turned on `server.log_prompts`.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
@@ -45,12 +47,37 @@ def configure_logging(level: str) -> None:
     logging.logMultiprocessing = False
 
 
+class _Lines:
+    """Lines written in one turn of the event loop leave stderr in one write."""
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        atexit.register(self.flush)
+
+    def add(self, line: str) -> None:
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (a CLI): write now
+                sys.stderr.write(line)
+                return
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            sys.stderr.write(text)
+
+
+_lines = _Lines()
+
+
 def info_line(logger: logging.Logger, msg: str, fields: Mapping[str, object]) -> None:
-    """One info line in JSONFormatter's shape, written straight to stderr, where
-    `configure_logging` sends every record: the per-request line is on the hot path, and
-    logging's record and handler machinery cost about 20 µs of it against about 5 µs here.
-    Lines end with a newline, so stderr's line buffering keeps them whole between records."""
+    """One info line in JSONFormatter's shape, written to stderr, where `configure_logging`
+    sends every record: the per-request line is on the hot path, and logging's record and
+    handler machinery cost about 20 µs of it against about 5 µs here. Lines are whole, and
+    the lines of one event-loop turn share one write."""
     if logger.isEnabledFor(logging.INFO):
         line = {"ts": round(time.time(), 3), "level": "info", "logger": logger.name,
                 "msg": msg, **fields}
-        sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
+        _lines.add(orjson.dumps(line, default=str).decode() + "\n")

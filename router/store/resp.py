@@ -26,12 +26,13 @@ from router.store.redis_retry import MaybeAppliedError, maybe_applied
 
 
 def frame(args: tuple[str, ...]) -> bytes:
-    """A command as one RESP array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
+    """A command as one RESP array of bulk strings, built as text and encoded once (an
+    ASCII argument's length in bytes is its length in characters)."""
+    parts = [f"*{len(args)}\r\n"]
     for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+        size = len(arg) if arg.isascii() else len(arg.encode())
+        parts.append(f"${size}\r\n{arg}\r\n")
+    return "".join(parts).encode()
 
 
 def _reply_error(message: str) -> ResponseError:
@@ -48,6 +49,7 @@ class _Protocol(asyncio.Protocol):
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.open = False
         self._reader = hiredis.Reader(encoding="utf-8")
+        self._unsent: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -75,11 +77,20 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(RedisConnectionError("Connection closed by server."))
 
     def send(self, data: bytes) -> asyncio.Future[Any]:
-        assert self.transport is not None
-        future = asyncio.get_running_loop().create_future()
+        """Queue a command; the commands of one turn of the event loop leave in one write
+        (one system call, where the requests of a loaded router would each make one)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.waiting.append(future)
-        self.transport.write(data)
+        if not self._unsent:
+            loop.call_soon(self._flush)
+        self._unsent.append(data)
         return future
+
+    def _flush(self) -> None:
+        data, self._unsent = b"".join(self._unsent), []
+        if self.open and self.transport is not None:
+            self.transport.write(data)
 
     def abort(self) -> None:
         """Drop the connection now; nothing more is sent on it (connection_lost, which

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
@@ -21,6 +20,7 @@ from types import MappingProxyType
 from router.backends.base import Backend, SupplyShortage
 from router.core.model import BreakerState, SupplyState
 from router.errors import NoBackendAvailable, RouterError, StoreUnavailable
+from router.ids import unique_id
 from router.metrics import Metrics
 from router.store.base import StoreError
 from router.supply.clock import Clock, MonotonicClock
@@ -130,7 +130,7 @@ class SupplyManager:
         lease = Lease(self, backend, probe)
         if local.settings.capacity is None and local.settings.quota is None:
             return lease
-        slot_id = secrets.token_hex(8)
+        slot_id = unique_id()
         try:
             slot = await self._acquire(backend, local, slot_id, tokens, deadline)
         except BaseException:
@@ -149,7 +149,7 @@ class SupplyManager:
     async def _trial(self, backend: str, local: LocalSupply, ttl_s: float) -> str | None:
         """A half-open trial permit; None when the breaker turned out closed (or the store
         is unreachable: fail open)."""
-        probe_id = secrets.token_hex(8)
+        probe_id = unique_id()
         try:
             granted, view = await self._store.try_probe(
                 backend, probe_id, min(max(ttl_s, 1.0), _TRIAL_TTL_S), local.settings)
