@@ -127,13 +127,13 @@ class _LeasedStream:
         self._lease = lease
         self.first = inner.first
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._batches()
 
-    async def _events(self) -> AsyncIterator[bytes]:
+    async def _batches(self) -> AsyncIterator[list[bytes]]:
         try:
-            async for event in self._inner:
-                yield event
+            async for batch in self._inner:
+                yield batch
         except (UpstreamFailed, UpstreamTimeout) as error:
             await self._lease.failed(error.code or "upstream_error")
             raise

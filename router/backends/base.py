@@ -38,12 +38,16 @@ class Completion:
 
 
 class EventStream(Protocol):
-    """A stream whose first event has already arrived (so fallback is no longer possible)."""
+    """A stream whose first event has already arrived (so fallback is no longer possible).
 
-    first: bytes
+    Events come in batches, each the events that arrived together, so the relay writes them
+    to the client in one piece instead of one write (and one system call) per event."""
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        """The raw SSE bytes after `first`, as they arrive."""
+    first: list[bytes]
+    """The first event, with any that arrived along with it."""
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        """The raw SSE events after `first`, a batch at a time, as they arrive."""
         ...
 
     async def aclose(self) -> None:

@@ -103,21 +103,21 @@ class _LitellmEventStream:
     def __init__(self, backend: LitellmBackend, chunks: AsyncIterator[Any]) -> None:
         self._backend = backend
         self._chunks = chunks
-        self.first = b""
+        self.first: list[bytes] = []
 
     async def read_first(self) -> None:
-        self.first = _event(await self._chunks.__anext__())
+        self.first = [_event(await self._chunks.__anext__())]
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._batches()
 
-    async def _events(self) -> AsyncIterator[bytes]:
+    async def _batches(self) -> AsyncIterator[list[bytes]]:
         try:
             async for chunk in self._chunks:
-                yield _event(chunk)
+                yield [_event(chunk)]
         except Exception as exc:  # noqa: BLE001 - see LitellmBackend.complete()
             raise self._backend._translate(exc) from None
-        yield b"data: [DONE]\n\n"
+        yield [b"data: [DONE]\n\n"]
 
     async def aclose(self) -> None:
         close = getattr(self._chunks, "aclose", None)

@@ -194,38 +194,37 @@ class _AiohttpEventStream:
         self._max_bytes = max_bytes
         self._size = 0
         self._framer = SSEFramer()
-        self._ready: list[bytes] = []
-        self.first = b""
+        self.first: list[bytes] = []
 
-    async def _next_event(self) -> bytes:
-        """The next event with data; comment-only events (`: ping`, which some servers send
-        while they prefill) are keep-alives, not the first byte of an answer."""
+    async def _next_batch(self) -> list[bytes]:
+        """The events with data that arrived together; comment-only events (`: ping`, which
+        some servers send while they prefill) are keep-alives, not the first byte of an
+        answer."""
         while True:
-            while not self._ready:
-                chunk = await self._response.content.readany()
-                if not chunk:
-                    raise StopAsyncIteration
-                self._size += len(chunk)
-                if self._size > self._max_bytes:
-                    raise UpstreamFailed(
-                        f"The {self._backend} backend sent a stream over {self._max_bytes} "
-                        "bytes; it was cut there.")
-                self._ready.extend(self._framer.feed(chunk))
-            event = self._ready.pop(0)
-            if not event.startswith(b":") or b"\ndata:" in event:
-                return scrub_event(event, self._secrets)
+            chunk = await self._response.content.readany()
+            if not chunk:
+                raise StopAsyncIteration
+            self._size += len(chunk)
+            if self._size > self._max_bytes:
+                raise UpstreamFailed(
+                    f"The {self._backend} backend sent a stream over {self._max_bytes} "
+                    "bytes; it was cut there.")
+            batch = [scrub_event(event, self._secrets) for event in self._framer.feed(chunk)
+                     if not event.startswith(b":") or b"\ndata:" in event]
+            if batch:
+                return batch
 
     async def read_first(self) -> None:
-        self.first = await self._next_event()
+        self.first = await self._next_batch()
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._batches()
 
-    async def _events(self) -> AsyncIterator[bytes]:
+    async def _batches(self) -> AsyncIterator[list[bytes]]:
         while True:
             try:
                 async with asyncio.timeout(self._read_s):
-                    event = await self._next_event()
+                    batch = await self._next_batch()
             except StopAsyncIteration:
                 return
             except TimeoutError:
@@ -236,7 +235,7 @@ class _AiohttpEventStream:
                 raise UpstreamFailed(
                     f"The {self._backend} backend cut the stream off."
                 ) from None
-            yield event
+            yield batch
 
     async def aclose(self) -> None:
         self._response.close()

@@ -39,26 +39,30 @@ class Relay:
         self._spawn = spawn
         self._ended = False
 
-    def _forward(self, event: bytes) -> list[bytes]:
-        """What to send for one upstream event. A client that asked for usage gets it even
-        from servers that ignore `include_usage`: counted, just before `[DONE]`."""
+    def _forward(self, batch: list[bytes]) -> bytes:
+        """What to send for a batch of upstream events, in one piece. A client that asked
+        for usage gets it even from servers that ignore `include_usage`: counted, just
+        before `[DONE]`."""
         meter = self._meter
-        had_usage = meter.usage is not None
-        forwarded = meter.observe(event)
-        if forwarded is None:
-            return []
-        if meter.done and self._wants_usage and not had_usage and meter.usage is None:
-            meter.usage = self._usage_of(meter)
-            return [meter.usage_event(meter.usage), forwarded]
-        return [forwarded]
+        out = []
+        for event in batch:
+            had_usage = meter.usage is not None
+            forwarded = meter.observe(event)
+            if forwarded is None:
+                continue
+            if meter.done and self._wants_usage and not had_usage and meter.usage is None:
+                meter.usage = self._usage_of(meter)
+                out.append(meter.usage_event(meter.usage))
+            out.append(forwarded)
+        return b"".join(out)
 
     async def events(self) -> AsyncIterator[bytes]:
         status = "client_gone"
         try:
-            for out in self._forward(self._events.first):
-                yield out
-            async for event in self._events:
-                for out in self._forward(event):
+            if first := self._forward(self._events.first):
+                yield first
+            async for batch in self._events:
+                if out := self._forward(batch):
                     yield out
             if self._meter.done:
                 status = "ok"

@@ -39,18 +39,18 @@ LENIENT = BreakerSettings(consecutive_failures=100, min_requests=100, cooldown_s
 
 class Stream:
     def __init__(self, events: list[bytes | BaseException]) -> None:
-        self.first = b"data: first\n\n"
+        self.first = [b"data: first\n\n"]
         self._events = events
         self.closed = False
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[bytes]:
+    async def _iterate(self) -> AsyncIterator[list[bytes]]:
         for event in self._events:
             if isinstance(event, BaseException):
                 raise event
-            yield event
+            yield [event]
 
     async def aclose(self) -> None:
         self.closed = True
@@ -403,8 +403,8 @@ async def test_a_stream_holds_its_slot_until_closed():
     world = pair(settings=capped("fallback"))
     backend, stream = await world.dispatcher.stream(world.targets(), world.clock.now() + 30,
                                                     Hops())
-    assert backend == "mini" and stream.first == b"data: first\n\n"
-    assert [event async for event in stream] == [b"data: [DONE]\n\n"]
+    assert backend == "mini" and stream.first == [b"data: first\n\n"]
+    assert [batch async for batch in stream] == [[b"data: [DONE]\n\n"]]
     assert (await world.complete())[0] == "full"
     await stream.aclose()
     assert world.backends["mini"].streams[0].closed
