@@ -134,7 +134,11 @@ def _load(name: str, directory: Path | None) -> _Loaded:
     ranks = _read_ranks((directory or litellm_tokenizer_dir()) / file_name, spec.sha256)
     encoding = tiktoken.Encoding(name, pat_str=spec.pattern, mergeable_ranks=ranks,
                                  special_tokens=spec.special_tokens)
-    return _Loaded(encoding, max(map(len, ranks)))
+    loaded = _Loaded(encoding, max(map(len, ranks)))
+    # tiktoken's Rust core keeps its own copy of the ranks; the Encoding's reference to this
+    # dict only serves pickling, which we never do. Emptying it frees about 29 MiB of RSS.
+    ranks.clear()
+    return loaded
 
 
 class TokenCounter:
