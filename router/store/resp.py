@@ -7,8 +7,9 @@ wrapper, a task per socket write, observability hooks), against about 40 µs her
 socket and matches replies in order, which Redis guarantees; replies are parsed by hiredis,
 the parser redis-py uses. It raises redis-py's exception types with redis-py's wording, so
 the store's error handling (router/store/redis_retry.py) reads them the same way, and it
-retries a failed command once, as the client does. Only plain `redis://` URLs use it; TLS,
-Cluster and Sentinel keep redis-py's client.
+retries a failed command once, as the client does. A timeout drops the connection (its state
+is unknown), so the other commands in flight on it are retried on a new one. Only plain
+`redis://` URLs use it; TLS, Cluster and Sentinel keep redis-py's client.
 """
 
 from __future__ import annotations

@@ -95,9 +95,10 @@ def test_open_replays_its_journal_so_the_books_add_up(opened: OutageReport) -> N
 
 def test_open_journal_replay_starts_as_soon_as_redis_is_back(opened: OutageReport) -> None:
     """Replay is woken by the first call that finds Redis answering, then goes through the
-    journal one settlement per round trip: allow 1 s plus 2 ms a settlement."""
+    journal 32 settlements at a time: allow 1 s plus 1 ms a settlement (replayed one round
+    trip at a time under this load, it took over 2 ms a settlement)."""
     assert opened.journal_replayed_after_s is not None and opened.journal_size > 100
-    assert opened.journal_replayed_after_s <= 1.0 + 0.002 * opened.journal_size
+    assert opened.journal_replayed_after_s <= 1.0 + 0.001 * opened.journal_size
 
 
 def test_open_keeps_serving_a_known_key_past_the_key_cache(tmp_path: Path) -> None:
