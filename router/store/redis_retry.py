@@ -32,6 +32,14 @@ class MaybeAppliedError(RedisConnectionError):
     """The last attempt never reached Redis, but an earlier one may have run."""
 
 
+def last_failure(exc: RedisConnectionError, earlier_landed: bool) -> RedisConnectionError:
+    """What to raise after the last attempt failed: its own error, unless that says "never
+    sent" while an earlier attempt may have run."""
+    if earlier_landed and not maybe_applied(exc):
+        return MaybeAppliedError(f"{exc} (after an attempt whose reply was lost)")
+    return exc
+
+
 class AttemptAwareRetry(Retry):
     """redis-py's Retry, raising `MaybeAppliedError` when any attempt may have run."""
 
@@ -52,6 +60,7 @@ class AttemptAwareRetry(Retry):
         try:
             return await super().call_with_retry(do, note, is_retryable, with_failure_count)
         except RedisConnectionError as exc:
-            if landed and not maybe_applied(exc):
-                raise MaybeAppliedError(f"{exc} (after an attempt whose reply was lost)") from exc
-            raise
+            failure = last_failure(exc, landed)
+            if failure is exc:
+                raise
+            raise failure from exc

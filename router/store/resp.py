@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.store.redis_retry import MaybeAppliedError, maybe_applied
+from router.store.redis_retry import last_failure, maybe_applied
 
 
 def frame(args: tuple[str, ...]) -> bytes:
@@ -125,10 +125,10 @@ class ScriptConnection:
         try:
             return await self._send(data)
         except RedisConnectionError as second:
-            if landed and not maybe_applied(second):
-                raise MaybeAppliedError(
-                    f"{second} (after an attempt whose reply was lost)") from second
-            raise
+            failure = last_failure(second, landed)
+            if failure is second:
+                raise
+            raise failure from second
 
     async def _send(self, data: bytes) -> Any:
         protocol = self._protocol
