@@ -51,8 +51,10 @@ async def _main(url: str) -> None:
     async def via_lane() -> object:
         return await lane.call("EVALSHA", sha, str(len(KEYS)), *KEYS, *ARGS)
 
-    results = {"redis-py client": await _measure(via_client),
-               "script connection": await _measure(via_lane)}
+    results = {
+        "redis-py client": await _measure(via_client),
+        "script connection": await _measure(via_lane),
+    }
     for name, (cpu, wall) in results.items():
         print(f"{name:<18} {cpu:7.1f} µs CPU/call  {wall:7.1f} µs wall/call")
     ratio = results["redis-py client"][0] / results["script connection"][0]

@@ -109,18 +109,32 @@ def _tightest(statuses: Sequence[BudgetStatus]) -> BudgetLeft | None:
     """The budget closest to running out, relative to its size."""
     if not statuses:
         return None
-    tightest = min(statuses, key=lambda s: (
-        s.remaining / s.budget.hard_limit if s.budget.hard_limit > 0 else 0.0, s.remaining))
-    return BudgetLeft(max(0, tightest.remaining), tightest.budget.hard_limit,
-                      tightest.budget.soft_limit)
+    tightest = min(
+        statuses,
+        key=lambda s: (
+            s.remaining / s.budget.hard_limit if s.budget.hard_limit > 0 else 0.0,
+            s.remaining,
+        ),
+    )
+    return BudgetLeft(
+        max(0, tightest.remaining), tightest.budget.hard_limit, tightest.budget.soft_limit
+    )
 
 
 class Accountant:
     """Reservations and charges for every request; see the module docstring."""
 
-    def __init__(self, store: Store, prices: PriceBook, *, fail_mode: FailMode = "closed",
-                 clock: Clock = time.time, team_budget_ttl_s: float = 5.0,
-                 lease_ttl_ms: int = 600_000, replay_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        prices: PriceBook,
+        *,
+        fail_mode: FailMode = "closed",
+        clock: Clock = time.time,
+        team_budget_ttl_s: float = 5.0,
+        lease_ttl_ms: int = 600_000,
+        replay_interval_s: float = 1.0,
+    ) -> None:
         self._store = store
         self._prices = prices
         self._fail_mode = fail_mode
@@ -142,9 +156,14 @@ class Accountant:
         """Settlements and releases waiting for the store to come back."""
         return len(self._journal)
 
-    async def admit(self, request_id: str, key: KeyRecord,
-                    candidates: Sequence[tuple[str, str]], prompt_tokens: int,
-                    max_output_tokens: int) -> Admission:
+    async def admit(
+        self,
+        request_id: str,
+        key: KeyRecord,
+        candidates: Sequence[tuple[str, str]],
+        prompt_tokens: int,
+        max_output_tokens: int,
+    ) -> Admission:
         """Reserve the worst case over `candidates` ((backend, price_model) pairs) or raise
         BudgetExceeded / RateLimited (429), StoreUnavailable (503, fail mode closed), or
         NoBackendAvailable (503) when a candidate has no price."""
@@ -152,34 +171,64 @@ class Accountant:
         prices = {backend: self._price(backend, model, now) for backend, model in candidates}
         if not prices:
             raise ValueError("admission needs at least one candidate backend")
-        reserve = max(worst_case_cost(p, prompt_tokens, max_output_tokens)
-                      for p in prices.values())
+        reserve = max(worst_case_cost(p, prompt_tokens, max_output_tokens) for p in prices.values())
         tokens = prompt_tokens + max_output_tokens
         tpm = key.limits.tpm
         if tpm is not None and tokens > tpm:
             raise RateLimited(
                 f"This request may use up to {tokens} tokens (prompt plus max_tokens), more "
                 f"than key '{key.name or key.key_id}' may use in a minute ({tpm}). Lower "
-                f"max_tokens or ask your admin to raise the limit.", code="tokens_per_minute")
+                f"max_tokens or ask your admin to raise the limit.",
+                code="tokens_per_minute",
+            )
         budgets = key.budgets
         store_id = request_id
         try:
             budgets = key.budgets + await self._team_budgets(key.team)
-            result = await self._store.admit(AdmitRequest(
-                store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
-                self._lease_ttl_ms, unique_id()))
+            result = await self._store.admit(
+                AdmitRequest(
+                    store_id,
+                    key.key_id,
+                    key.team,
+                    budgets,
+                    key.limits,
+                    reserve,
+                    tokens,
+                    self._lease_ttl_ms,
+                    unique_id(),
+                )
+            )
             if result.taken:
                 # Another request of this team used the same id (the client's x-request-id,
                 # in flight or already settled): this one is a request of its own, to be
                 # checked, reserved and charged on its own, not folded into the other. (A
                 # retry of this very admission carries its nonce and is answered 'admitted'.)
                 store_id = f"{request_id}.{unique_id()}"
-                result = await self._store.admit(AdmitRequest(
-                    store_id, key.key_id, key.team, budgets, key.limits, reserve, tokens,
-                    self._lease_ttl_ms, unique_id()))
+                result = await self._store.admit(
+                    AdmitRequest(
+                        store_id,
+                        key.key_id,
+                        key.team,
+                        budgets,
+                        key.limits,
+                        reserve,
+                        tokens,
+                        self._lease_ttl_ms,
+                        unique_id(),
+                    )
+                )
         except StoreError as exc:
-            admission = Admission(request_id, key, budgets, reserve, prices, tokens, now,
-                                  local=True, store_id=store_id)
+            admission = Admission(
+                request_id,
+                key,
+                budgets,
+                reserve,
+                prices,
+                tokens,
+                now,
+                local=True,
+                store_id=store_id,
+            )
             if self._fail_mode == "open":
                 self._store_down(exc)
                 return admission
@@ -193,8 +242,7 @@ class Accountant:
             raise StoreUnavailable("The request could not be given an id of its own; retry.")
         if not result.admitted:
             raise self._denial(key, result, reserve, tokens, now)
-        return Admission(request_id, key, budgets, reserve, prices, tokens, now,
-                         store_id=store_id)
+        return Admission(request_id, key, budgets, reserve, prices, tokens, now, store_id=store_id)
 
     def _price(self, backend: str, model: str, now: float) -> Price:
         try:
@@ -203,25 +251,37 @@ class Accountant:
             raise NoBackendAvailable(
                 f"No price is configured for model '{model}' (backend '{backend}'), and the "
                 f"router never serves for free. Ask your admin to set one (router prices "
-                f"set {model} ...).", code="price_unknown") from exc
+                f"set {model} ...).",
+                code="price_unknown",
+            ) from exc
 
-    def _denial(self, key: KeyRecord, result: AdmitResult, reserve: Micros, tokens: int,
-                now: float) -> BudgetExceeded | RateLimited:
+    def _denial(
+        self, key: KeyRecord, result: AdmitResult, reserve: Micros, tokens: int, now: float
+    ) -> BudgetExceeded | RateLimited:
         name = key.name or key.key_id
         retry = result.retry_after_s
         wait = f"retry in {math.ceil(retry)} s" if retry else "retry shortly"
         limits = key.limits
         if result.denied_by is Denial.RPM:
-            return RateLimited(f"Key '{name}' is over its limit of {limits.rpm} requests per "
-                               f"minute; {wait}.", retry_after=retry)
+            return RateLimited(
+                f"Key '{name}' is over its limit of {limits.rpm} requests per minute; {wait}.",
+                retry_after=retry,
+            )
         if result.denied_by is Denial.TPM:
-            return RateLimited(f"Key '{name}' is over its limit of {limits.tpm} tokens per "
-                               f"minute (this request may use {tokens}); {wait}, or lower "
-                               f"max_tokens.", code="tokens_per_minute", retry_after=retry)
+            return RateLimited(
+                f"Key '{name}' is over its limit of {limits.tpm} tokens per "
+                f"minute (this request may use {tokens}); {wait}, or lower "
+                f"max_tokens.",
+                code="tokens_per_minute",
+                retry_after=retry,
+            )
         if result.denied_by is Denial.CONCURRENCY:
-            return RateLimited(f"Key '{name}' already has {limits.max_concurrency} requests in "
-                               f"flight, its limit; retry when one finishes.",
-                               code="too_many_concurrent_requests", retry_after=retry)
+            return RateLimited(
+                f"Key '{name}' already has {limits.max_concurrency} requests in "
+                f"flight, its limit; retry when one finishes.",
+                code="too_many_concurrent_requests",
+                retry_after=retry,
+            )
         denied = result.denied_budget
         assert denied is not None, "a budget denial names its budget"
         budget = denied.budget
@@ -236,19 +296,33 @@ class Accountant:
             f"has {format_usd(max(0, denied.remaining))} left and this request may cost up "
             f"to {format_usd(reserve)}; {resets}. Lower max_tokens or ask your admin to "
             f"raise the budget.",
-            retry_after=None if denied.resets_at is None else max(1.0, denied.resets_at - now))
+            retry_after=None if denied.resets_at is None else max(1.0, denied.resets_at - now),
+        )
 
-    async def settle(self, admission: Admission, backend: str, usage: Usage, *, rule: str,
-                     fallbacks: Sequence[str], latency_ms: int,
-                     status: str = "ok") -> LedgerEntry:
+    async def settle(
+        self,
+        admission: Admission,
+        backend: str,
+        usage: Usage,
+        *,
+        rule: str,
+        fallbacks: Sequence[str],
+        latency_ms: int,
+        status: str = "ok",
+    ) -> LedgerEntry:
         """Charge what the request used, at the admission-time price of the backend that
         served it. Never raises for a store failure: the charge is journaled instead."""
         price = admission.prices.get(backend)
         if price is None:
             price = max(admission.prices.values(), key=lambda p: worst_case_cost(p, 1, 1))
-            log.error("settling %s served by %r, which was not a candidate at admission; "
-                      "charging the priciest candidate's price (%s v%d)",
-                      admission.request_id, backend, price.model, price.version)
+            log.error(
+                "settling %s served by %r, which was not a candidate at admission; "
+                "charging the priciest candidate's price (%s v%d)",
+                admission.request_id,
+                backend,
+                price.model,
+                price.version,
+            )
         cost = actual_cost(price, usage)
         extra = {"reserved": str(admission.reserved)}
         if usage.counted:
@@ -257,11 +331,26 @@ class Accountant:
             extra["admission"] = "local"
         key = admission.key
         entry = LedgerEntry(
-            admission.request_id, key.key_id, key.team, backend, price.model,
-            usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, price.version,
-            cost, rule, tuple(fallbacks), latency_ms, status, self._clock(), extra)
-        settlement = Settlement(admission.charge_id, key.key_id, key.team, admission.budgets,
-                                cost, entry)
+            admission.request_id,
+            key.key_id,
+            key.team,
+            backend,
+            price.model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            price.version,
+            cost,
+            rule,
+            tuple(fallbacks),
+            latency_ms,
+            status,
+            self._clock(),
+            extra,
+        )
+        settlement = Settlement(
+            admission.charge_id, key.key_id, key.team, admission.budgets, cost, entry
+        )
         try:
             self._remember(await self._store.settle(settlement))
         except StoreError as exc:
@@ -274,16 +363,17 @@ class Accountant:
             return
         key = admission.key
         try:
-            await self._store.release(admission.charge_id, key.key_id, key.team,
-                                      admission.budgets)
+            await self._store.release(admission.charge_id, key.key_id, key.team, admission.budgets)
         except StoreError as exc:
             self._enqueue(_Pending(release=admission), exc)
 
     def budget_left(self, key: KeyRecord) -> tuple[BudgetLeft | None, BudgetLeft | None]:
         """(key, team) room under the tightest budget, as of the last admit/settle reply
         that touched them; None where there is no budget or nothing is known yet."""
-        return (_tightest(self._left.get((Scope.KEY, key.key_id), ())),
-                _tightest(self._left.get((Scope.TEAM, key.team), ())))
+        return (
+            _tightest(self._left.get((Scope.KEY, key.key_id), ())),
+            _tightest(self._left.get((Scope.TEAM, key.team), ())),
+        )
 
     def forget_team_budgets(self, team: str) -> None:
         """Drop the cached team budgets (after an admin change on this replica)."""
@@ -311,8 +401,7 @@ class Accountant:
         try:
             self._teams[team] = (await self._store.team_budgets(team), time.monotonic())
         except StoreError as exc:
-            log.warning("could not refresh team %r budgets (%s); using the cached ones",
-                        team, exc)
+            log.warning("could not refresh team %r budgets (%s); using the cached ones", team, exc)
         finally:
             self._refreshing.discard(team)
 
@@ -325,28 +414,39 @@ class Accountant:
         now = time.monotonic()
         if now - self._store_down_logged >= _STORE_DOWN_LOG_EVERY_S:
             self._store_down_logged = now
-            log.error("budget store unreachable (%s); fail mode open: admitting without "
-                      "budgets or limits until it is back", exc)
+            log.error(
+                "budget store unreachable (%s); fail mode open: admitting without "
+                "budgets or limits until it is back",
+                exc,
+            )
 
     def _enqueue(self, pending: _Pending, exc: StoreError) -> None:
         if pending.settlement is not None:
-            log.error("budget store unreachable (%s); journaled settlement for replay: %s",
-                      exc, json.dumps(asdict(pending.settlement.entry), sort_keys=True))
+            log.error(
+                "budget store unreachable (%s); journaled settlement for replay: %s",
+                exc,
+                json.dumps(asdict(pending.settlement.entry), sort_keys=True),
+            )
         elif pending.release is not None:
-            log.warning("budget store unreachable (%s); journaled release of %s for replay",
-                        exc, pending.release.request_id)
+            log.warning(
+                "budget store unreachable (%s); journaled release of %s for replay",
+                exc,
+                pending.release.request_id,
+            )
         self._journal.append(pending)
         if self._replaying is None or self._replaying.done():
-            self._replaying = asyncio.get_running_loop().create_task(self._replay(),
-                                                                     name="journal-replay")
+            self._replaying = asyncio.get_running_loop().create_task(
+                self._replay(), name="journal-replay"
+            )
 
     async def _apply(self, pending: _Pending) -> None:
         if pending.settlement is not None:
             self._remember(await self._store.settle(pending.settlement))
         elif pending.release is not None:
             admission = pending.release
-            await self._store.release(admission.charge_id, admission.key.key_id,
-                                      admission.key.team, admission.budgets)
+            await self._store.release(
+                admission.charge_id, admission.key.key_id, admission.key.team, admission.budgets
+            )
 
     async def flush(self) -> bool:
         """Replay the journal, up to `_REPLAY_BATCH` entries at once (each is idempotent per
@@ -355,8 +455,9 @@ class Accountant:
         when the journal is empty. An entry leaves the journal only once the store took it."""
         while self._journal:
             batch = list(itertools.islice(self._journal, _REPLAY_BATCH))
-            outcomes = await asyncio.gather(*(self._apply(p) for p in batch),
-                                            return_exceptions=True)
+            outcomes = await asyncio.gather(
+                *(self._apply(p) for p in batch), return_exceptions=True
+            )
             taken = {id(p) for p, outcome in zip(batch, outcomes, strict=True) if outcome is None}
             self._journal = deque(p for p in self._journal if id(p) not in taken)
             failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -364,8 +465,9 @@ class Accountant:
                 if not isinstance(failure, StoreError):
                     raise failure
             if failures:
-                log.warning("journal replay deferred (%d pending): %s", len(self._journal),
-                            failures[0])
+                log.warning(
+                    "journal replay deferred (%d pending): %s", len(self._journal), failures[0]
+                )
                 return False
         return True
 
@@ -387,8 +489,12 @@ class Accountant:
         if not await self.flush():
             for pending in self._journal:
                 if pending.settlement is not None:
-                    log.error("unsettled at shutdown (charge it by hand): %s",
-                              json.dumps(asdict(pending.settlement.entry), sort_keys=True))
+                    log.error(
+                        "unsettled at shutdown (charge it by hand): %s",
+                        json.dumps(asdict(pending.settlement.entry), sort_keys=True),
+                    )
                 elif pending.release is not None:
-                    log.error("unreleased at shutdown: %s stays reserved until reconciled",
-                              pending.release.request_id)
+                    log.error(
+                        "unreleased at shutdown: %s stays reserved until reconciled",
+                        pending.release.request_id,
+                    )

@@ -68,7 +68,8 @@ class AuthConfig(_Strict):
     confirm a guessed key. Changing it invalidates every stored key."""
 
     _blank = field_validator("admin_key", "bootstrap_key", "key_pepper", mode="before")(
-        _blank_to_none)
+        _blank_to_none
+    )
 
 
 class TimeoutsConfig(_Strict):

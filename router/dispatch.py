@@ -109,13 +109,16 @@ class _Exhausted:
         if not hops.tried:
             return NoBackendAvailable("No backend is configured to serve this request.")
         tries = Counter(hops.tried)
-        detail = "; ".join(f"{name} {_PHRASES.get(reason, reason)}"
-                           + (f" ({count} tries)" if count > 1 else "")
-                           for (name, reason), count in tries.items())
+        detail = "; ".join(
+            f"{name} {_PHRASES.get(reason, reason)}" + (f" ({count} tries)" if count > 1 else "")
+            for (name, reason), count in tries.items()
+        )
         wait = min(min(self.retry_after, default=1.0), _MAX_RETRY_AFTER_HINT)
         return NoBackendAvailable(
             f"Every backend that can serve this request is unavailable right now "
-            f"({detail}). Retry in {max(1, round(wait))} s.", retry_after=wait)
+            f"({detail}). Retry in {max(1, round(wait))} s.",
+            retry_after=wait,
+        )
 
 
 class _LeasedStream:
@@ -155,61 +158,85 @@ _NEXT = _Retry(-1.0)
 
 
 class Dispatcher:
-    def __init__(self, backends: Mapping[str, Backend], supply: SupplyManager, *,
-                 jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        supply: SupplyManager,
+        *,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self._backends = backends
         self._supply = supply
         self._clock = supply.clock
         self._jitter = jitter
 
-    async def complete(self, targets: Sequence[Target], deadline: float,
-                       hops: Hops) -> tuple[str, Completion]:
+    async def complete(
+        self, targets: Sequence[Target], deadline: float, hops: Hops
+    ) -> tuple[str, Completion]:
         """The first candidate's whole answer; its slot is released before returning."""
         return await self._dispatch(targets, deadline, hops, _complete, streaming=False)
 
-    async def stream(self, targets: Sequence[Target], deadline: float,
-                     hops: Hops) -> tuple[str, EventStream]:
+    async def stream(
+        self, targets: Sequence[Target], deadline: float, hops: Hops
+    ) -> tuple[str, EventStream]:
         """The first candidate's stream, its first event read; closing it (`aclose`) gives
         the capacity slot back."""
         return await self._dispatch(targets, deadline, hops, _stream, streaming=True)
 
-    async def _dispatch(self, targets: Sequence[Target], deadline: float, hops: Hops,
-                        call: Callable[[Backend, JSONObject, float, Lease], Awaitable[T]], *,
-                        streaming: bool) -> tuple[str, T]:
+    async def _dispatch(
+        self,
+        targets: Sequence[Target],
+        deadline: float,
+        hops: Hops,
+        call: Callable[[Backend, JSONObject, float, Lease], Awaitable[T]],
+        *,
+        streaming: bool,
+    ) -> tuple[str, T]:
         exhausted = _Exhausted()
         for index, target in enumerate(targets):
             for attempt in itertools.count():
                 if deadline - self._clock.now() <= 0:
                     raise UpstreamTimeout(
-                        "The request deadline passed before any backend answered.")
+                        "The request deadline passed before any backend answered."
+                    )
                 try:
                     lease = await self._supply.take(target.backend, target.tokens, deadline)
                 except SupplyShortage as shortage:
                     self._hop(hops, exhausted, shortage)
                     break
-                result = await self._attempt(target, lease, deadline, call, streaming,
-                                             hops, exhausted)
+                result = await self._attempt(
+                    target, lease, deadline, call, streaming, hops, exhausted
+                )
                 if not isinstance(result, _Retry):
                     return target.backend, result
                 if result is _NEXT:
                     break
-                wait = self._retry_wait(target, targets[index + 1:], result.wait, attempt,
-                                        deadline)
+                wait = self._retry_wait(
+                    target, targets[index + 1 :], result.wait, attempt, deadline
+                )
                 if wait is None:
                     break
                 await self._clock.sleep(wait)
         raise exhausted.answer(hops)
 
-    async def _attempt(self, target: Target, lease: Lease, deadline: float,
-                       call: Callable[[Backend, JSONObject, float, Lease], Awaitable[T]],
-                       streaming: bool, hops: Hops, exhausted: _Exhausted) -> T | _Retry:
+    async def _attempt(
+        self,
+        target: Target,
+        lease: Lease,
+        deadline: float,
+        call: Callable[[Backend, JSONObject, float, Lease], Awaitable[T]],
+        streaming: bool,
+        hops: Hops,
+        exhausted: _Exhausted,
+    ) -> T | _Retry:
         """One call under `lease`: its result, or whether to retry it (with the upstream's
         Retry-After as `wait`) or move on. The lease is released unless a stream keeps it."""
         kept = False
         try:
             try:
-                result = await call(self._backends[target.backend], target.body,
-                                    deadline - self._clock.now(), lease)
+                result = await call(
+                    self._backends[target.backend], target.body, deadline - self._clock.now(), lease
+                )
             except SupplyShortage as shortage:
                 await lease.failed(shortage.reason, shortage.retry_after)
                 self._hop(hops, exhausted, shortage)
@@ -236,14 +263,18 @@ class Dispatcher:
         hops.tried.append((shortage.backend, shortage.reason))
         exhausted.short(shortage)
 
-    def _retry_wait(self, target: Target, later: Sequence[Target], hinted: float,
-                    attempt: int, deadline: float) -> float | None:
+    def _retry_wait(
+        self, target: Target, later: Sequence[Target], hinted: float, attempt: int, deadline: float
+    ) -> float | None:
         """Seconds to wait before trying `target` again, or None to move on."""
         retry = self._supply.settings(target.backend).retry
-        if (attempt >= retry.attempts or hinted > retry.max_backoff_s
-                or any(self._supply.ready(t.backend) for t in later)):
+        if (
+            attempt >= retry.attempts
+            or hinted > retry.max_backoff_s
+            or any(self._supply.ready(t.backend) for t in later)
+        ):
             return None
-        backoff = min(retry.max_backoff_s, retry.backoff_s * 2.0 ** attempt) * self._jitter()
+        backoff = min(retry.max_backoff_s, retry.backoff_s * 2.0**attempt) * self._jitter()
         wait = max(backoff, hinted)
         at = self._clock.now() + wait
         if at >= deadline or not self._supply.ready(target.backend, at=at):
@@ -251,11 +282,13 @@ class Dispatcher:
         return wait
 
 
-async def _complete(backend: Backend, body: JSONObject, timeout_s: float,
-                    lease: Lease) -> Completion:
+async def _complete(
+    backend: Backend, body: JSONObject, timeout_s: float, lease: Lease
+) -> Completion:
     return await backend.complete(body, timeout_s)
 
 
-async def _stream(backend: Backend, body: JSONObject, timeout_s: float,
-                  lease: Lease) -> EventStream:
+async def _stream(
+    backend: Backend, body: JSONObject, timeout_s: float, lease: Lease
+) -> EventStream:
     return _LeasedStream(await backend.stream(body, timeout_s), lease)

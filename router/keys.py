@@ -61,8 +61,14 @@ class FailureThrottle:
     """A token bucket of failed attempts per client address, bounded in size (oldest
     addresses are forgotten first)."""
 
-    def __init__(self, *, burst: int = 20, per_s: float = 1.0, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        burst: int = 20,
+        per_s: float = 1.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._burst = burst
         self._per_s = per_s
         self._max = max_clients
@@ -90,11 +96,18 @@ class FailureThrottle:
 class KeyResolver:
     """Bearer token -> KeyRecord, via the bootstrap key, a short cache, then the store."""
 
-    def __init__(self, store: Store, *, pepper: str | None = None,
-                 bootstrap_key: str | None = None, bootstrap_team: str = DEFAULT_TEAM,
-                 cache_ttl_s: float = 5.0, cache_size: int = 10_000,
-                 throttle: FailureThrottle | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        pepper: str | None = None,
+        bootstrap_key: str | None = None,
+        bootstrap_team: str = DEFAULT_TEAM,
+        cache_ttl_s: float = 5.0,
+        cache_size: int = 10_000,
+        throttle: FailureThrottle | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._pepper = pepper
         self._ttl = cache_ttl_s
@@ -104,12 +117,14 @@ class KeyResolver:
         self._throttle = throttle or FailureThrottle(clock=clock)
         self._bootstrap: KeyRecord | None = None
         if bootstrap_key:
-            self._bootstrap = KeyRecord(BOOTSTRAP_KEY_ID, self.hash(bootstrap_key),
-                                        bootstrap_team, name="bootstrap")
+            self._bootstrap = KeyRecord(
+                BOOTSTRAP_KEY_ID, self.hash(bootstrap_key), bootstrap_team, name="bootstrap"
+            )
 
     @classmethod
-    def from_config(cls, store: Store, auth: AuthConfig, *,
-                    pepper: str | None = None) -> KeyResolver:
+    def from_config(
+        cls, store: Store, auth: AuthConfig, *, pepper: str | None = None
+    ) -> KeyResolver:
         """The resolver an `auth:` config section describes."""
         per_minute = auth.failed_auth_per_minute
         return cls(
@@ -127,8 +142,7 @@ class KeyResolver:
     async def lookup(self, token: str) -> KeyRecord | None:
         """The record for a plaintext key, disabled or not; None when unknown."""
         key_hash = self.hash(token)
-        if self._bootstrap is not None and constant_time_equals(key_hash,
-                                                                self._bootstrap.key_hash):
+        if self._bootstrap is not None and constant_time_equals(key_hash, self._bootstrap.key_hash):
             return self._bootstrap
         cached = self._cache.get(key_hash)
         if cached is not None and cached[1] > self._clock():
@@ -137,8 +151,10 @@ class KeyResolver:
             record = await self._store.key_by_hash(key_hash)
         except StoreError as exc:
             if cached is not None:
-                log.warning("key store unreachable; serving key %s from its last-seen record",
-                            cached[0].key_id)
+                log.warning(
+                    "key store unreachable; serving key %s from its last-seen record",
+                    cached[0].key_id,
+                )
                 return cached[0]
             raise StoreUnavailable("the key store is unreachable; retry shortly") from exc
         if record is None:
@@ -156,31 +172,33 @@ class KeyResolver:
         if wait is not None:
             raise RateLimited(
                 f"Too many failed authentication attempts from this address; retry in "
-                f"{math.ceil(wait)} s.", code="too_many_auth_failures", retry_after=wait)
+                f"{math.ceil(wait)} s.",
+                code="too_many_auth_failures",
+                retry_after=wait,
+            )
 
     def failed(self, client: str) -> None:
         """Count a failed attempt (a wrong key here, or a wrong admin key elsewhere)."""
         self._throttle.failed(client)
 
-    async def resolve(self, authorization: str | None,
-                      client_ip: str | None = None) -> KeyRecord:
+    async def resolve(self, authorization: str | None, client_ip: str | None = None) -> KeyRecord:
         """The caller's key, or AuthenticationFailed (401) / RateLimited (429)."""
         client = client_ip or "unknown"
         self.check_throttle(client)
         token = bearer_token(authorization)
         if token is None:
-            raise AuthenticationFailed(
-                "Missing API key. Send it as 'Authorization: Bearer <key>'.")
+            raise AuthenticationFailed("Missing API key. Send it as 'Authorization: Bearer <key>'.")
         record = await self.lookup(token)
         if record is None:
             self.failed(client)
             raise AuthenticationFailed(
-                "Invalid API key. Check the key you sent, or ask your admin for a new one.")
+                "Invalid API key. Check the key you sent, or ask your admin for a new one."
+            )
         if record.disabled:
             self.failed(client)
             raise AuthenticationFailed(
-                "This API key is disabled. Ask your admin for a new one.",
-                code="api_key_disabled")
+                "This API key is disabled. Ask your admin for a new one.", code="api_key_disabled"
+            )
         return record
 
     def invalidate(self, key_hash: str | None = None) -> None:

@@ -25,11 +25,11 @@ class _Served:
     """The labelled metric children one (backend, rule, key) combination updates, resolved
     once: prometheus-client's `labels()` lookup is a measurable cost per request."""
 
-    __slots__ = ("cost", "latency", "overhead", "requests", "tokens_in", "tokens_out",
-                 "upstream")
+    __slots__ = ("cost", "latency", "overhead", "requests", "tokens_in", "tokens_out", "upstream")
 
-    def __init__(self, m: Metrics, backend: str, rule: str, team: str, key: str,
-                 status: str, stream: str) -> None:
+    def __init__(
+        self, m: Metrics, backend: str, rule: str, team: str, key: str, status: str, stream: str
+    ) -> None:
         self.requests = m.requests.labels(backend, rule, status, stream)
         self.latency = m.latency.labels(backend, stream)
         self.upstream = m.upstream.labels(backend, stream)
@@ -45,20 +45,33 @@ class Observer:
         self._log_prompts = log_prompts
         self._served: dict[tuple[str, str, str, str, str, bool], _Served] = {}
         if log_prompts:
-            log.warning("PROMPT LOGGING IS ON (server.log_prompts): every request's messages "
-                        "are written to the log. Turn it off outside debugging.")
+            log.warning(
+                "PROMPT LOGGING IS ON (server.log_prompts): every request's messages "
+                "are written to the log. Turn it off outside debugging."
+            )
 
-    def _children(self, backend: str, rule: str, team: str, key: str, status: str,
-                  stream: bool) -> _Served:
+    def _children(
+        self, backend: str, rule: str, team: str, key: str, status: str, stream: bool
+    ) -> _Served:
         index = (backend, rule, team, key, status, stream)
         children = self._served.get(index)
         if children is None:
             children = self._served[index] = _Served(
-                self.metrics, backend, rule, team, key, status, "true" if stream else "false")
+                self.metrics, backend, rule, team, key, status, "true" if stream else "false"
+            )
         return children
 
-    def served(self, routed: Routed, backend: str, usage: Usage, cost: int, *, stream: bool,
-               upstream_s: float, status: str) -> None:
+    def served(
+        self,
+        routed: Routed,
+        backend: str,
+        usage: Usage,
+        cost: int,
+        *,
+        stream: bool,
+        upstream_s: float,
+        status: str,
+    ) -> None:
         total_s = time.monotonic() - routed.started
         rule = routed.decision.rule
         key, team = routed.key.key_id, routed.key.team
@@ -100,5 +113,7 @@ class Observer:
     def rejected(self, request_id: str, path: str, error: RouterError) -> None:
         code = error.code or error.error_type
         self.metrics.rejections.labels(code).inc()
-        log.info("rejected", extra={"request_id": request_id, "path": path,
-                                    "status": error.status, "code": code})
+        log.info(
+            "rejected",
+            extra={"request_id": request_id, "path": path, "status": error.status, "code": code},
+        )

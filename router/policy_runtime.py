@@ -35,8 +35,9 @@ def read_engine(path: Path, backends: Mapping[str, Capabilities]) -> tuple[Engin
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise PolicyError([Problem("error", (), f"cannot read the policy: {error}")],
-                          str(path)) from None
+        raise PolicyError(
+            [Problem("error", (), f"cannot read the policy: {error}")], str(path)
+        ) from None
     policy, warnings = load_policy_text(text, backends, str(path))
     return compile_policy(policy, backends), warnings
 
@@ -44,8 +45,9 @@ def read_engine(path: Path, backends: Mapping[str, Capabilities]) -> tuple[Engin
 class PolicyHolder:
     """Holds the compiled engine the server decides with; `engine` is always a valid one."""
 
-    def __init__(self, path: Path, backends: Mapping[str, Capabilities], engine: Engine,
-                 stamp: _Stamp | None) -> None:
+    def __init__(
+        self, path: Path, backends: Mapping[str, Capabilities], engine: Engine, stamp: _Stamp | None
+    ) -> None:
         self.path = path
         self.backends = dict(backends)
         self.engine = engine
@@ -81,8 +83,10 @@ class PolicyHolder:
             for warning in warnings:
                 log.warning("policy warning: %s", warning.render(str(self.path)))
             return warnings
-        log.error("policy reload failed, keeping the previous policy:\n%s",
-                  "\n".join(p.render(str(self.path)) for p in problems))
+        log.error(
+            "policy reload failed, keeping the previous policy:\n%s",
+            "\n".join(p.render(str(self.path)) for p in problems),
+        )
         return problems
 
     def changed(self) -> bool:
@@ -102,4 +106,3 @@ class PolicyHolder:
             await asyncio.sleep(interval_s)
             if await asyncio.to_thread(self.changed):
                 await asyncio.to_thread(self.reload)
-

@@ -50,8 +50,11 @@ def parse_usd(value: USDInput, *, what: str = "amount") -> Micros:
     if isinstance(value, bool):
         raise ValueError(f"{what}: expected a USD amount, got {value!r}")
     try:
-        amount = Decimal(repr(value)) if isinstance(value, float) \
+        amount = (
+            Decimal(repr(value))
+            if isinstance(value, float)
             else Decimal(str(value).strip().removeprefix("$"))
+        )
     except InvalidOperation as exc:
         raise ValueError(f"{what}: {value!r} is not a USD amount") from exc
     if not amount.is_finite() or amount < 0:
@@ -96,8 +99,15 @@ class PriceSpec:
     per_request: Micros = 0
 
     def price(self, model: str, version: int = 0, effective_from: float = 0.0) -> Price:
-        return Price(model, version, effective_from, self.input_per_mtok,
-                     self.output_per_mtok, self.cached_input_per_mtok, self.per_request)
+        return Price(
+            model,
+            version,
+            effective_from,
+            self.input_per_mtok,
+            self.output_per_mtok,
+            self.cached_input_per_mtok,
+            self.per_request,
+        )
 
 
 class _ModelEntry(BaseModel):
@@ -128,19 +138,21 @@ class PriceSeed:
     """Charged for a model with no price in force; None rejects such requests."""
 
 
-def _spec(name: str, entry: _ModelEntry,
-          cost_map: Mapping[str, Mapping[str, Any]] | None) -> PriceSpec:
+def _spec(
+    name: str, entry: _ModelEntry, cost_map: Mapping[str, Mapping[str, Any]] | None
+) -> PriceSpec:
     """Explicit USD fields win; litellm's cost map fills the ones left out."""
     fallback: dict[str, Micros] = {}
     explicit = (entry.input_per_mtok, entry.output_per_mtok, entry.cached_input_per_mtok)
     if entry.litellm_model is not None and None in explicit:
-        costs = (cost_map if cost_map is not None else litellm_cost_map()).get(
-            entry.litellm_model)
+        costs = (cost_map if cost_map is not None else litellm_cost_map()).get(entry.litellm_model)
         if costs is None:
             raise ValueError(f"prices: {name}: litellm has no model {entry.litellm_model!r}")
-        for label, key in (("input_per_mtok", "input_cost_per_token"),
-                           ("output_per_mtok", "output_cost_per_token"),
-                           ("cached_input_per_mtok", "cache_read_input_token_cost")):
+        for label, key in (
+            ("input_per_mtok", "input_cost_per_token"),
+            ("output_per_mtok", "output_cost_per_token"),
+            ("cached_input_per_mtok", "cache_read_input_token_cost"),
+        ):
             if costs.get(key) is not None:
                 fallback[label] = _usd_per_token_to_micros_per_mtok(float(costs[key]))
 
@@ -152,15 +164,21 @@ def _spec(name: str, entry: _ModelEntry,
     input_price = field("input_per_mtok", entry.input_per_mtok)
     output_price = field("output_per_mtok", entry.output_per_mtok)
     if input_price is None or output_price is None:
-        raise ValueError(f"prices: {name} needs input_per_mtok and output_per_mtok "
-                         f"(or a litellm_model that has them)")
-    return PriceSpec(input_price, output_price,
-                     field("cached_input_per_mtok", entry.cached_input_per_mtok),
-                     parse_usd(entry.per_request, what=f"prices: {name}.per_request"))
+        raise ValueError(
+            f"prices: {name} needs input_per_mtok and output_per_mtok "
+            f"(or a litellm_model that has them)"
+        )
+    return PriceSpec(
+        input_price,
+        output_price,
+        field("cached_input_per_mtok", entry.cached_input_per_mtok),
+        parse_usd(entry.per_request, what=f"prices: {name}.per_request"),
+    )
 
 
-def load_seed(path: str | Path, *,
-              cost_map: Mapping[str, Mapping[str, Any]] | None = None) -> PriceSeed:
+def load_seed(
+    path: str | Path, *, cost_map: Mapping[str, Mapping[str, Any]] | None = None
+) -> PriceSeed:
     """Read config/prices.yaml. `cost_map` stands in for litellm's (tests, offline tools);
     litellm is imported only when a model names `litellm_model` and no map is given."""
     raw = yaml.safe_load(Path(path).read_text("utf-8")) or {}
@@ -170,16 +188,20 @@ def load_seed(path: str | Path, *,
         raise ValueError(f"{path}: {exc}") from exc
     models = {name: _spec(name, entry, cost_map) for name, entry in parsed.models.items()}
     unknown = parsed.default_unknown
-    default = _spec("default_unknown", unknown, cost_map) if unknown.policy == "charge" \
-        else None
+    default = _spec("default_unknown", unknown, cost_map) if unknown.policy == "charge" else None
     return PriceSeed(models, default)
 
 
 class PriceBook:
     """Every price version, in memory; the hot path reads only this."""
 
-    def __init__(self, prices: Iterable[Price] = (), *,
-                 default_unknown: PriceSpec | None = None, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        prices: Iterable[Price] = (),
+        *,
+        default_unknown: PriceSpec | None = None,
+        clock: Clock = time.time,
+    ) -> None:
         self._default = default_unknown
         self._clock = clock
         self._versions: dict[str, list[Price]] = {}
@@ -188,8 +210,9 @@ class PriceBook:
             self.apply(price)
 
     @classmethod
-    async def load(cls, store: Store, seed: PriceSeed | str | Path | None = None, *,
-                   clock: Clock = time.time) -> PriceBook:
+    async def load(
+        cls, store: Store, seed: PriceSeed | str | Path | None = None, *, clock: Clock = time.time
+    ) -> PriceBook:
         """Read every version from the store, seeding models it has never priced (from a
         PriceSeed or the path of a seed file), then follow the store's changes."""
         if isinstance(seed, str | Path):
@@ -199,8 +222,11 @@ class PriceBook:
             for model, spec in seed.models.items():
                 if not existing.get(model):
                     existing[model] = [await store.add_price(spec.price(model))]
-        book = cls((p for versions in existing.values() for p in versions),
-                   default_unknown=seed.default_unknown if seed else None, clock=clock)
+        book = cls(
+            (p for versions in existing.values() for p in versions),
+            default_unknown=seed.default_unknown if seed else None,
+            clock=clock,
+        )
         store.watch_prices(book.apply)
         return book
 
@@ -237,8 +263,9 @@ class PriceBook:
     def scheduled(self) -> list[Price]:
         """Versions whose effective_from is still ahead."""
         now = self._clock()
-        return [p for versions in self._versions.values() for p in versions
-                if p.effective_from > now]
+        return [
+            p for versions in self._versions.values() for p in versions if p.effective_from > now
+        ]
 
     def history(self, model: str) -> list[Price]:
         """Every version of `model`, oldest version first."""

@@ -43,7 +43,10 @@ from router.supply.manager import SupplyManager
 log = logging.getLogger("router.runtime")
 
 _REJECTIONS: dict[int, type[RouterError]] = {
-    400: InvalidRequest, 403: PermissionDenied, 404: NotFound, 413: PayloadTooLarge,
+    400: InvalidRequest,
+    403: PermissionDenied,
+    404: NotFound,
+    413: PayloadTooLarge,
     429: BudgetExceeded,
 }
 _TOKENIZE_ABOVE = 4096
@@ -80,19 +83,26 @@ class Runtime:
         self.dispatcher = Dispatcher(backends, supply)
         self.aliases = frozenset(config.aliases)
         self.unconfigured = frozenset(
-            name for name, backend in config.backends.items()
-            if backend.requires_api_key and backend.api_key is None)
+            name
+            for name, backend in config.backends.items()
+            if backend.requires_api_key and backend.api_key is None
+        )
         for name in sorted(self.unconfigured):
-            log.warning("backend %r has no API key: requests only it can serve will be "
-                        "refused until backends.%s.api_key is set", name, name)
+            log.warning(
+                "backend %r has no API key: requests only it can serve will be "
+                "refused until backends.%s.api_key is set",
+                name,
+                name,
+            )
         self.started_at: float | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._watchers: list[asyncio.Task[None]] = []
 
     @classmethod
     async def build(cls, config: RouterConfig) -> Runtime:
-        store = open_store(config.store.url, key_prefix=config.store.key_prefix,
-                           timeout_s=config.store.timeout_s)
+        store = open_store(
+            config.store.url, key_prefix=config.store.key_prefix, timeout_s=config.store.timeout_s
+        )
         prices = await PriceBook.load(store, config.prices)
         backends = build_backends(config.backends)
         metrics = Metrics()
@@ -102,11 +112,14 @@ class Runtime:
             store=store,
             prices=prices,
             accountant=Accountant(
-                store, prices, fail_mode=config.store.fail_mode,
-                lease_ttl_ms=int((config.server.request_timeout_s + 60) * 1000)),
+                store,
+                prices,
+                fail_mode=config.store.fail_mode,
+                lease_ttl_ms=int((config.server.request_timeout_s + 60) * 1000),
+            ),
             keys=KeyResolver.from_config(
-                store, auth,
-                pepper=auth.key_pepper.get_secret_value() if auth.key_pepper else None),
+                store, auth, pepper=auth.key_pepper.get_secret_value() if auth.key_pepper else None
+            ),
             policy=PolicyHolder.load(config.policy, config.capabilities()),
             tokens=TokenCounter(),
             backends=backends,
@@ -148,11 +161,17 @@ class Runtime:
         prices: dict[str, Price] = {}
         if with_prices:
             in_force = self.prices.current()
-            prices = {name: in_force[backend.price_key]
-                      for name, backend in self.config.backends.items()
-                      if backend.price_key in in_force}
-        return Snapshot(supply=self.supply.snapshot(), prices=prices, key_budget=key_budget,
-                        team_budget=team_budget)
+            prices = {
+                name: in_force[backend.price_key]
+                for name, backend in self.config.backends.items()
+                if backend.price_key in in_force
+            }
+        return Snapshot(
+            supply=self.supply.snapshot(),
+            prices=prices,
+            key_budget=key_budget,
+            team_budget=team_budget,
+        )
 
     def decide(self, features: Features, key: KeyRecord, pinned: str | None) -> Decision:
         principal = Principal(key_id=key.key_id, team=key.team, tags=key.tags, name=key.name)
@@ -167,12 +186,17 @@ class Runtime:
         ready = tuple(name for name in decision.candidates if name not in self.unconfigured)
         if ready:
             return dataclasses.replace(
-                decision, candidates=ready,
-                dropped={**decision.dropped, **dict.fromkeys(missing, "no API key")})
+                decision,
+                candidates=ready,
+                dropped={**decision.dropped, **dict.fromkeys(missing, "no API key")},
+            )
         checks = self.policy.engine.checks
-        unfit = [f"{name}: {gap.detail}" for name in self.config.backends
-                 if name not in missing
-                 and (gap := checks[name](features, decision.max_tokens_cap)) is not None]
+        unfit = [
+            f"{name}: {gap.detail}"
+            for name in self.config.backends
+            if name not in missing
+            and (gap := checks[name](features, decision.max_tokens_cap)) is not None
+        ]
         names = " or ".join(missing)
         fields = ", ".join(f"backends.{name}.api_key" for name in missing)
         raise NoBackendAvailable(
@@ -203,8 +227,9 @@ class Runtime:
 
     def max_output_tokens(self, features: Features, decision: Decision) -> int:
         """The most output any candidate may produce: what admission reserves for."""
-        return max((self.output_limit(features, decision, name)
-                    for name in decision.candidates), default=0)
+        return max(
+            (self.output_limit(features, decision, name) for name in decision.candidates), default=0
+        )
 
     @staticmethod
     def reserve_tokens(features: Features) -> int:

@@ -27,8 +27,9 @@ def fakes(upstreams: tuple[FakeUpstream, FakeUpstream]) -> tuple[FakeUpstream, F
 
 
 @pytest.fixture(scope="module")
-def router(upstreams: tuple[FakeUpstream, FakeUpstream],
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+def router(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RouterProcess]:
     """One router (memory store) in front of the module's upstreams."""
     mini, full = upstreams
     workdir: Path = tmp_path_factory.mktemp("router")

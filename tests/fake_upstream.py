@@ -97,8 +97,22 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 CONTROL_PREFIX = "/_fake"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _WORDS = (
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
-    "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
 )
 _WORD_RE = re.compile(r"\s*\S+")
 
@@ -131,7 +145,8 @@ def message_text(message: Any) -> str:
         return content
     if isinstance(content, list):
         parts = [
-            p["text"] for p in content
+            p["text"]
+            for p in content
             if isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
         ]
         return " ".join(parts)
@@ -167,7 +182,7 @@ def split_reply(text: str) -> list[str]:
     """
     pieces = _WORD_RE.findall(text)
     if pieces:
-        tail = text[sum(map(len, pieces)):]
+        tail = text[sum(map(len, pieces)) :]
         pieces[-1] += tail
     return pieces
 
@@ -569,8 +584,12 @@ class FakeUpstream:
         every call fails. ``Retry-After: retry_after`` is sent for retryable statuses.
         """
         self.configure(
-            fail_status=status, fail_times=times, fail_fraction=fraction,
-            retry_after=retry_after, error_message=message, error_type=error_type,
+            fail_status=status,
+            fail_times=times,
+            fail_fraction=fraction,
+            retry_after=retry_after,
+            error_message=message,
+            error_type=error_type,
             error_code=code,
         )
 
@@ -765,7 +784,10 @@ class FakeUpstream:
         body = rec.body
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return self._error_response(
-                rec, 400, b, use_behaviour_text=False,
+                rec,
+                400,
+                b,
+                use_behaviour_text=False,
                 message="Request body must be a JSON object with a 'messages' list.",
             )
         if b.garbage:
@@ -826,12 +848,14 @@ class FakeUpstream:
         rec.completion_tokens = len(pieces)
         payload: dict[str, Any] = {
             **head,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish,
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
         }
         usage = None if b.omit_usage else self._usage(rec)
         if usage is not None:
@@ -872,9 +896,14 @@ class FakeUpstream:
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             obj: dict[str, Any] = {
                 **head,
-                "choices": [{
-                    "index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason,
-                }],
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": delta,
+                        "logprobs": None,
+                        "finish_reason": finish_reason,
+                    }
+                ],
             }
             if null_usage:
                 obj["usage"] = None
@@ -885,8 +914,10 @@ class FakeUpstream:
 
         resp = web.StreamResponse(
             status=200,
-            headers={"Content-Type": "text/event-stream; charset=utf-8",
-                     "Cache-Control": "no-cache"},
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            },
         )
         await resp.prepare(request)
         rec.status = 200
@@ -956,15 +987,20 @@ class FakeUpstream:
         message: str | None = None,
     ) -> web.Response:
         etype, code, default_msg = _ERROR_DEFAULTS.get(
-            status, ("server_error" if status >= 500 else "invalid_request_error", None,
-                     f"HTTP {status} (fake upstream).")
+            status,
+            (
+                "server_error" if status >= 500 else "invalid_request_error",
+                None,
+                f"HTTP {status} (fake upstream).",
+            ),
         )
         if use_behaviour_text:
             etype = b.error_type or etype
             code = b.error_code or code
             message = message or b.error_message
-        body = {"error": {"message": message or default_msg, "type": etype,
-                          "param": None, "code": code}}
+        body = {
+            "error": {"message": message or default_msg, "type": etype, "param": None, "code": code}
+        }
         headers: dict[str, str] = {}
         if status in RETRYABLE_STATUSES and b.retry_after is not None:
             ra = b.retry_after
@@ -972,7 +1008,9 @@ class FakeUpstream:
         rec.status = status
         self._finish(rec, "error")
         return web.Response(
-            status=status, body=orjson.dumps(body), content_type="application/json",
+            status=status,
+            body=orjson.dumps(body),
+            content_type="application/json",
             headers=headers,
         )
 
@@ -991,14 +1029,16 @@ class FakeUpstream:
             return
         delay = b.trickle_interval_ms / 1000
         for start in range(0, len(data), step):
-            await resp.write(data[start:start + step])
+            await resp.write(data[start : start + step])
             if delay > 0:
                 await asyncio.sleep(delay)
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         rec = self._record(request, b"", chat=False)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"}
-                for m in self.models]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"}
+            for m in self.models
+        ]
         rec.status = 200
         self._finish(rec, "ok")
         return web.json_response({"object": "list", "data": data}, dumps=_dumps)
@@ -1022,8 +1062,9 @@ class FakeUpstream:
         status = self.behaviour.health_status
         rec.status = status
         self._finish(rec, "ok" if status == 200 else "error")
-        return web.json_response({"status": "ok" if status == 200 else "unhealthy"},
-                                 status=status, dumps=_dumps)
+        return web.json_response(
+            {"status": "ok" if status == 200 else "unhealthy"}, status=status, dumps=_dumps
+        )
 
     async def _handle_unknown(self, request: web.Request) -> web.Response:
         rec = self._record(request, await request.read(), chat=False)
@@ -1061,8 +1102,12 @@ class FakeUpstream:
         except (TypeError, ValueError) as exc:
             return _plain_error(400, str(exc), None)
         return web.json_response(
-            {"call_count": self.call_count, "in_flight": self.in_flight,
-             "max_in_flight": self.max_in_flight, "port": self.port},
+            {
+                "call_count": self.call_count,
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "port": self.port,
+            },
             dumps=_dumps,
         )
 
@@ -1072,8 +1117,9 @@ def _dumps(obj: Any) -> str:
 
 
 def _plain_error(status: int, message: str, code: str | None) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                      "code": code}}
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
@@ -1110,7 +1156,9 @@ class RemoteFakeUpstream:
     def _call(self, action: str, payload: Mapping[str, Any] | None = None) -> Any:
         data = json.dumps(dict(payload or {})).encode()
         req = urllib.request.Request(
-            f"{self.root_url}{CONTROL_PREFIX}/{action}", data=data, method="POST",
+            f"{self.root_url}{CONTROL_PREFIX}/{action}",
+            data=data,
+            method="POST",
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -1161,8 +1209,16 @@ def fake_upstream_process(
 
     Waits for its ``READY`` line, and terminates it (then kills if needed) on exit.
     """
-    cmd = [sys.executable, "-m", "tests.fake_upstream", "--port", str(port), "--model", model,
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.fake_upstream",
+        "--port",
+        str(port),
+        "--model",
+        model,
+        *args,
+    ]
     proc = subprocess.Popen(cmd, cwd=_REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -1202,7 +1258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KNOB=JSON",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=JSON",
         help="initial Behaviour field, value as JSON (bare strings allowed), repeatable",
     )
     ns = parser.parse_args(argv)

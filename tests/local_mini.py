@@ -31,8 +31,10 @@ def running_local_mini(workdir: Path, *, ctx: int = MINI_CTX) -> Iterator[LocalM
     port = free_port()
     settings = MiniSettings(model_path=resolve_model_path(None), port=port, ctx=ctx)
     log_path = workdir / f"mini-{port}.log"
-    with log_path.open("ab") as output, \
-            LocalMini(settings, output=output, log_path=log_path) as mini:
+    with (
+        log_path.open("ab") as output,
+        LocalMini(settings, output=output, log_path=log_path) as mini,
+    ):
         yield mini
 
 
@@ -44,8 +46,10 @@ def local_mini_router_config(mini: LocalMini, full_url: str, **overrides: Any) -
     backend.pop("api_key", None)
     backend["model"] = mini.settings.alias
     backend["capabilities"].update(
-        context_window=mini.settings.ctx, max_output_tokens=mini.settings.ctx // 2,
-        tools=False, json_schema=False,
+        context_window=mini.settings.ctx,
+        max_output_tokens=mini.settings.ctx // 2,
+        tools=False,
+        json_schema=False,
     )
     backend["timeouts"] = {"connect_s": 1, "first_byte_s": 30, "read_s": 30}
     return config

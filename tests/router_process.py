@@ -29,8 +29,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def backend_config(base_url: str, *, model: str, context_window: int, max_output: int,
-                   inputs: list[str], outputs: list[str], **extra: Any) -> dict[str, Any]:
+def backend_config(
+    base_url: str,
+    *,
+    model: str,
+    context_window: int,
+    max_output: int,
+    inputs: list[str],
+    outputs: list[str],
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "provider": "openai",
         "base_url": base_url,
@@ -49,24 +57,47 @@ def backend_config(base_url: str, *, model: str, context_window: int, max_output
     }
 
 
-def router_config(mini_url: str, full_url: str, *, store_url: str = "memory://",
-                  key_prefix: str | None = None, **overrides: Any) -> dict[str, Any]:
+def router_config(
+    mini_url: str,
+    full_url: str,
+    *,
+    store_url: str = "memory://",
+    key_prefix: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """A config like config/router.yaml, pointing both backends at test upstreams."""
     config: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": 0, "request_timeout_s": 30,
-                   "graceful_timeout_s": 5, "log_level": "info"},
+        "server": {
+            "host": "127.0.0.1",
+            "port": 0,
+            "request_timeout_s": 30,
+            "graceful_timeout_s": 5,
+            "log_level": "info",
+        },
         "store": {"url": store_url, "key_prefix": key_prefix or f"t{uuid.uuid4().hex[:10]}"},
         "auth": {"admin_key": ADMIN_KEY, "bootstrap_key": CLIENT_KEY},
         "aliases": ["auto"],
         "policy": str(REPO / "policies" / "default.yaml"),
         "prices": str(REPO / "config" / "prices.yaml"),
         "backends": {
-            "mini": backend_config(mini_url, model="mini-upstream", context_window=131072,
-                                   max_output=8192, inputs=["text"], outputs=["text"],
-                                   price_model="mini"),
-            "full": backend_config(full_url, model="full-upstream", context_window=262144,
-                                   max_output=32768, inputs=["text", "image", "audio", "file"],
-                                   outputs=["text", "audio", "image"], price_model="full"),
+            "mini": backend_config(
+                mini_url,
+                model="mini-upstream",
+                context_window=131072,
+                max_output=8192,
+                inputs=["text"],
+                outputs=["text"],
+                price_model="mini",
+            ),
+            "full": backend_config(
+                full_url,
+                model="full-upstream",
+                context_window=262144,
+                max_output=32768,
+                inputs=["text", "image", "audio", "file"],
+                outputs=["text", "audio", "image"],
+                price_model="full",
+            ),
         },
     }
     for key, value in overrides.items():
@@ -80,8 +111,9 @@ def router_config(mini_url: str, full_url: str, *, store_url: str = "memory://",
 class RouterProcess:
     """`python -m router serve` in a child process; stopped with SIGTERM like in production."""
 
-    def __init__(self, config: Mapping[str, Any], workdir: Path,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], workdir: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.config_path = workdir / f"router-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(dict(config)))
@@ -100,9 +132,20 @@ class RouterProcess:
     def start(self, timeout: float = 20.0) -> Self:
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "--config", str(self.config_path),
-             "--port", str(self.port)],
-            cwd=REPO, env=self._env, stdout=log, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "router",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+            ],
+            cwd=REPO,
+            env=self._env,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -143,6 +186,10 @@ class RouterProcess:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -55,9 +55,7 @@ def client(fake: FakeUpstream) -> Iterator[openai.OpenAI]:
 def sse_events(body: bytes) -> list[str]:
     """The ``data:`` payloads of an SSE body, in order."""
     return [
-        line[len("data: "):]
-        for line in body.decode().split("\n")
-        if line.startswith("data: ")
+        line[len("data: ") :] for line in body.decode().split("\n") if line.startswith("data: ")
     ]
 
 
@@ -88,7 +86,10 @@ def test_lifecycle_and_plain_endpoints() -> None:
         assert missing.status_code == 404
         assert "message" in missing.json()["error"]
         assert [r.path for r in fake.other_requests] == [
-            "/health", "/v1/models", "/health", "/v1/nope",
+            "/health",
+            "/v1/models",
+            "/health",
+            "/v1/nope",
         ]
         assert fake.call_count == 0  # only chat completions count as calls
     assert not fake.running
@@ -109,7 +110,10 @@ def test_non_stream_reply_usage_and_record(fake: FakeUpstream, client: openai.Op
     rec = fake.last_request
     assert rec is not None
     assert (rec.path, rec.method, rec.status, rec.outcome) == (
-        "/v1/chat/completions", "POST", 200, "ok",
+        "/v1/chat/completions",
+        "POST",
+        200,
+        "ok",
     )
     assert rec.finished and not rec.stream
     assert rec.headers["authorization"] == "Bearer sk-test"
@@ -120,7 +124,8 @@ def test_non_stream_reply_usage_and_record(fake: FakeUpstream, client: openai.Op
         "total_tokens": MESSAGES_PROMPT_TOKENS + DEFAULT_REPLY_WORDS,
     }
     assert (rec.prompt_tokens, rec.completion_tokens) == (
-        MESSAGES_PROMPT_TOKENS, DEFAULT_REPLY_WORDS,
+        MESSAGES_PROMPT_TOKENS,
+        DEFAULT_REPLY_WORDS,
     )
     assert rec.content == resp.choices[0].message.content
     assert fake.call_count == 1
@@ -128,15 +133,20 @@ def test_non_stream_reply_usage_and_record(fake: FakeUpstream, client: openai.Op
 
 
 def test_prompt_token_counting_rules() -> None:
-    body = {"messages": [
-        {"role": "system", "content": "  two   words "},
-        {"role": "user", "content": [
-            {"type": "text", "text": "three more words"},
-            {"type": "image_url", "image_url": {"url": "data:..."}},
-            {"type": "text", "text": "one"},
-        ]},
-        {"role": "assistant", "content": None, "tool_calls": []},
-    ]}
+    body = {
+        "messages": [
+            {"role": "system", "content": "  two   words "},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "three more words"},
+                    {"type": "image_url", "image_url": {"url": "data:..."}},
+                    {"type": "text", "text": "one"},
+                ],
+            },
+            {"role": "assistant", "content": None, "tool_calls": []},
+        ]
+    }
     assert count_prompt_tokens(body) == (2 + 4 + 0) + 3 * MESSAGE_OVERHEAD_TOKENS
     assert count_prompt_tokens({}) == 0
     assert "".join(split_reply("a  b c ")) == "a  b c "
@@ -147,7 +157,9 @@ def test_reply_cached_tokens_model_and_custom_counter(
     fake: FakeUpstream, client: openai.OpenAI
 ) -> None:
     fake.configure(
-        reply="Hello, dear world!", cached_tokens=5, response_model="served-model",
+        reply="Hello, dear world!",
+        cached_tokens=5,
+        response_model="served-model",
         prompt_tokens_fn=lambda body: 100,
     )
     resp = client.chat.completions.create(model="m", messages=MESSAGES)
@@ -219,7 +231,8 @@ def test_stream_without_include_usage_sends_no_usage(fake: FakeUpstream) -> None
     assert rec is not None and rec.stream and not rec.include_usage
     assert rec.usage is None  # nothing reported ...
     assert (rec.prompt_tokens, rec.completion_tokens) == (
-        MESSAGES_PROMPT_TOKENS, DEFAULT_REPLY_WORDS,  # ... but the true counts are recorded
+        MESSAGES_PROMPT_TOKENS,
+        DEFAULT_REPLY_WORDS,  # ... but the true counts are recorded
     )
     assert rec.chunks_sent == DEFAULT_REPLY_WORDS
 
@@ -228,7 +241,10 @@ async def test_stream_include_usage_async_sdk(fake: FakeUpstream) -> None:
     fake.configure(reply_words=5, cached_tokens=2)
     async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="k", max_retries=0) as c:
         stream = await c.chat.completions.create(
-            model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True},
+            model="m",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
         )
         chunks = [chunk async for chunk in stream]
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == (
@@ -239,7 +255,8 @@ async def test_stream_include_usage_async_sdk(fake: FakeUpstream) -> None:
     assert last.choices == []
     assert last.usage is not None
     assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (
-        MESSAGES_PROMPT_TOKENS, 5,
+        MESSAGES_PROMPT_TOKENS,
+        5,
     )
     rec = fake.last_request
     assert rec is not None and rec.include_usage
@@ -298,9 +315,12 @@ def test_stream_chunk_count_and_delay(fake: FakeUpstream, client: openai.OpenAI)
 def test_stream_cut_midway(fake: FakeUpstream) -> None:
     fake.configure(cut_after_chunks=3)
     received = b""
-    with pytest.raises(httpx.RemoteProtocolError), httpx.stream(
-        "POST", f"{fake.base_url}/chat/completions", json={**CHAT, "stream": True}
-    ) as resp:
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream(
+            "POST", f"{fake.base_url}/chat/completions", json={**CHAT, "stream": True}
+        ) as resp,
+    ):
         assert resp.status_code == 200
         for part in resp.iter_bytes():
             received += part
@@ -417,8 +437,7 @@ def test_failure_fraction_is_deterministic(
 ) -> None:
     fake.fail(503, fraction=fraction)
     statuses = [
-        httpx.post(f"{fake.base_url}/chat/completions", json=CHAT).status_code
-        for _ in pattern
+        httpx.post(f"{fake.base_url}/chat/completions", json=CHAT).status_code for _ in pattern
     ]
     assert statuses == [503 if failed else 200 for failed in pattern]
 
@@ -433,8 +452,10 @@ def test_fraction_and_times_combine(fake: FakeUpstream) -> None:
 
 def test_api_key_required() -> None:
     with FakeUpstream(api_key="right") as fake:
-        with openai.OpenAI(base_url=fake.base_url, api_key="wrong", max_retries=0) as c, \
-                pytest.raises(openai.AuthenticationError):
+        with (
+            openai.OpenAI(base_url=fake.base_url, api_key="wrong", max_retries=0) as c,
+            pytest.raises(openai.AuthenticationError),
+        ):
             c.chat.completions.create(model="m", messages=MESSAGES)
         with openai.OpenAI(base_url=fake.base_url, api_key="right", max_retries=0) as c:
             c.chat.completions.create(model="m", messages=MESSAGES)
@@ -563,9 +584,7 @@ async def test_throughput_thousands_of_requests(fake: FakeUpstream) -> None:
     async with aiohttp.ClientSession() as session:
 
         async def call() -> int:
-            async with sem, session.post(
-                f"{fake.base_url}/chat/completions", json=CHAT
-            ) as r:
+            async with sem, session.post(f"{fake.base_url}/chat/completions", json=CHAT) as r:
                 await r.read()
                 return r.status
 

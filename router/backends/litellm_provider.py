@@ -16,12 +16,33 @@ from router.errors import UpstreamFailed, UpstreamRejected, UpstreamTimeout
 from router.litellm_loader import load_litellm
 from router.types import JSONObject
 
-_CHAT_PARAMS = frozenset({
-    "messages", "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens",
-    "presence_penalty", "frequency_penalty", "logit_bias", "user", "tools", "tool_choice",
-    "parallel_tool_calls", "response_format", "seed", "logprobs", "top_logprobs", "modalities",
-    "audio", "stream_options", "reasoning_effort", "prediction",
-})
+_CHAT_PARAMS = frozenset(
+    {
+        "messages",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "modalities",
+        "audio",
+        "stream_options",
+        "reasoning_effort",
+        "prediction",
+    }
+)
 """OpenAI chat parameters passed on. Anything else (api_base, api_key, extra_headers, ...) is
 dropped, so a client can never steer litellm to another URL or credential."""
 
@@ -80,8 +101,7 @@ class LitellmBackend:
                 stream = _LitellmEventStream(self, chunks.__aiter__())
                 await stream.read_first()
         except TimeoutError:
-            raise SupplyShortage(self.name, "first_byte_timeout") \
-                from None
+            raise SupplyShortage(self.name, "first_byte_timeout") from None
         except StopAsyncIteration:
             raise SupplyShortage(self.name, "dropped") from None
         except Exception as exc:  # noqa: BLE001 - see complete()

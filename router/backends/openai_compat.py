@@ -19,13 +19,33 @@ from router.errors import UpstreamFailed, UpstreamTimeout
 from router.types import JSONObject
 
 _CHUNK = 64 * 1024
-STEERING_FIELDS = frozenset({
-    "api_base", "base_url", "api_key", "api_version", "api_type", "organization", "project",
-    "extra_headers", "headers", "extra_query", "custom_llm_provider", "deployment_id",
-    "azure_ad_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-    "aws_region_name", "vertex_credentials", "vertex_project", "vertex_location",
-    "user_config", "litellm_params", "mock_response",
-})
+STEERING_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "api_type",
+        "organization",
+        "project",
+        "extra_headers",
+        "headers",
+        "extra_query",
+        "custom_llm_provider",
+        "deployment_id",
+        "azure_ad_token",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_region_name",
+        "vertex_credentials",
+        "vertex_project",
+        "vertex_location",
+        "user_config",
+        "litellm_params",
+        "mock_response",
+    }
+)
 """Body fields that name an upstream URL, credential or headers. No OpenAI-compatible server
 needs them from a client, and one that is itself a litellm proxy may act on them, so they
 are dropped; every other field passes through unchanged."""
@@ -46,8 +66,13 @@ class OpenAICompatibleBackend:
             self._headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
         host = urlsplit(config.base_url).hostname
         self._secrets = frozenset(
-            {*config.headers.values(), config.base_url.rstrip("/"), *([host] if host else []),
-             *([config.api_key.get_secret_value()] if config.api_key is not None else [])})
+            {
+                *config.headers.values(),
+                config.base_url.rstrip("/"),
+                *([host] if host else []),
+                *([config.api_key.get_secret_value()] if config.api_key is not None else []),
+            }
+        )
         """What an upstream's error may echo that a client must never see."""
         self._session: aiohttp.ClientSession | None = None
 
@@ -74,9 +99,9 @@ class OpenAICompatibleBackend:
         try:
             async with asyncio.timeout(first_byte_s):
                 return await self._client().post(
-                    self._url, data=orjson.dumps(
-                        {k: v for k, v in body.items() if k not in STEERING_FIELDS}),
-                    headers=self._headers
+                    self._url,
+                    data=orjson.dumps({k: v for k, v in body.items() if k not in STEERING_FIELDS}),
+                    headers=self._headers,
                 )
         except TimeoutError:
             raise SupplyShortage(self.name, "first_byte_timeout") from None
@@ -96,9 +121,7 @@ class OpenAICompatibleBackend:
         async for part in response.content.iter_chunked(_CHUNK):
             size += len(part)
             if size > limit:
-                raise UpstreamFailed(
-                    f"The {self.name} backend sent a response over {limit} bytes."
-                )
+                raise UpstreamFailed(f"The {self.name} backend sent a response over {limit} bytes.")
             parts.append(part)
         return b"".join(parts)
 
@@ -147,8 +170,13 @@ class OpenAICompatibleBackend:
         first_byte_s = min(self._config.timeouts.first_byte_s, timeout_s)
         response = await self._post(body, first_byte_s)
         await self._raise_for_status(response)
-        stream = _AiohttpEventStream(self.name, response, self._config.timeouts.read_s,
-                                     self._config.max_response_bytes, self._secrets)
+        stream = _AiohttpEventStream(
+            self.name,
+            response,
+            self._config.timeouts.read_s,
+            self._config.max_response_bytes,
+            self._secrets,
+        )
         try:
             async with asyncio.timeout(first_byte_s):
                 await stream.read_first()
@@ -157,8 +185,7 @@ class OpenAICompatibleBackend:
             raise
         except TimeoutError:
             response.close()
-            raise SupplyShortage(self.name, "first_byte_timeout") \
-                from None
+            raise SupplyShortage(self.name, "first_byte_timeout") from None
         except (aiohttp.ClientError, StopAsyncIteration):
             response.close()
             raise SupplyShortage(self.name, "dropped") from None
@@ -185,8 +212,14 @@ class _AiohttpEventStream:
     """Whole SSE events from an upstream response, read chunk by chunk, never buffered whole;
     a stream longer than `max_bytes` in all (or one endless event) is cut there."""
 
-    def __init__(self, backend: str, response: aiohttp.ClientResponse, read_s: float,
-                 max_bytes: int, secrets: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        backend: str,
+        response: aiohttp.ClientResponse,
+        read_s: float,
+        max_bytes: int,
+        secrets: frozenset[str] = frozenset(),
+    ) -> None:
         self._backend = backend
         self._secrets = secrets
         self._response = response
@@ -208,9 +241,13 @@ class _AiohttpEventStream:
             if self._size > self._max_bytes:
                 raise UpstreamFailed(
                     f"The {self._backend} backend sent a stream over {self._max_bytes} "
-                    "bytes; it was cut there.")
-            batch = [scrub_event(event, self._secrets) for event in self._framer.feed(chunk)
-                     if not event.startswith(b":") or b"\ndata:" in event]
+                    "bytes; it was cut there."
+                )
+            batch = [
+                scrub_event(event, self._secrets)
+                for event in self._framer.feed(chunk)
+                if not event.startswith(b":") or b"\ndata:" in event
+            ]
             if batch:
                 return batch
 
@@ -228,13 +265,9 @@ class _AiohttpEventStream:
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise UpstreamTimeout(
-                    f"The {self._backend} backend stalled mid-stream."
-                ) from None
+                raise UpstreamTimeout(f"The {self._backend} backend stalled mid-stream.") from None
             except aiohttp.ClientError:
-                raise UpstreamFailed(
-                    f"The {self._backend} backend cut the stream off."
-                ) from None
+                raise UpstreamFailed(f"The {self._backend} backend cut the stream off.") from None
             yield batch
 
     async def aclose(self) -> None:

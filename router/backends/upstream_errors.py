@@ -19,8 +19,7 @@ from router.errors import RouterError, UpstreamFailed, UpstreamRejected
 
 _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
 _SECRET = re.compile(r"\b(?:sk|rk|pk|key|tok)[-_][A-Za-z0-9_\-]{8,}|\bBearer\s+\S+", re.IGNORECASE)
-_ADDRESS = re.compile(
-    r"\b(?:(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?|[\w-]+(?:\.[\w-]+)+:\d{1,5})\b")
+_ADDRESS = re.compile(r"\b(?:(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?|[\w-]+(?:\.[\w-]+)+:\d{1,5})\b")
 _MAX_MESSAGE = 500
 _MAX_FIELD = 100
 _SHORTEST_SECRET = 4
@@ -45,13 +44,18 @@ def scrub_event(event: bytes, secrets: Collection[str] = ()) -> bytes:
         if not line.startswith(b"data:"):
             continue
         try:
-            payload = orjson.loads(line[len(b"data:"):])
+            payload = orjson.loads(line[len(b"data:") :])
         except orjson.JSONDecodeError:
             continue
         error = payload.get("error") if isinstance(payload, dict) else None
         if isinstance(error, dict):
-            payload["error"] = {**error, **{name: _scrubbed(error.get(name), secrets)
-                                           for name in ("message", "param", "code")}}
+            payload["error"] = {
+                **error,
+                **{
+                    name: _scrubbed(error.get(name), secrets)
+                    for name in ("message", "param", "code")
+                },
+            }
         elif isinstance(error, str):
             payload["error"] = scrub(error, secrets)
         else:
@@ -74,8 +78,9 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def _error_fields(body: bytes, secrets: Collection[str]
-                  ) -> tuple[str, str | None, str | None, str | None]:
+def _error_fields(
+    body: bytes, secrets: Collection[str]
+) -> tuple[str, str | None, str | None, str | None]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -98,8 +103,13 @@ def _field(value: object, secrets: Collection[str]) -> str | None:
     return None if value is None else scrub(str(value), secrets)[:_MAX_FIELD]
 
 
-def classify(backend: str, status: int, body: bytes, headers: Mapping[str, str],
-             secrets: Collection[str] = ()) -> SupplyShortage | RouterError:
+def classify(
+    backend: str,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Collection[str] = (),
+) -> SupplyShortage | RouterError:
     """The exception for a non-2xx answer: shortage (fall back), rejection (relay) or failure.
     `secrets` (the backend's key, header values, host) never reach the client."""
     if status in SHORTAGE_STATUSES:

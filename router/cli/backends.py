@@ -23,15 +23,23 @@ _COLUMNS = ("backend", "breaker", "in flight", "quota left", "draining", "last p
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("backends", help="show, drain or force backends' supply")
-    parser.add_argument("--url", default=os.environ.get("ROUTER_URL", DEFAULT_URL),
-                        help="router base URL (default: $ROUTER_URL or %(default)s)")
-    parser.add_argument("--admin-key", default=os.environ.get("ROUTER_ADMIN_KEY"),
-                        help="admin key (default: $ROUTER_ADMIN_KEY)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("ROUTER_URL", DEFAULT_URL),
+        help="router base URL (default: $ROUTER_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--admin-key",
+        default=os.environ.get("ROUTER_ADMIN_KEY"),
+        help="admin key (default: $ROUTER_ADMIN_KEY)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("show", help="each backend's breaker, load, quota and probe")
-    for verb, text in (("drain", "stop new requests to a backend"),
-                       ("undrain", "send requests to a backend again")):
+    for verb, text in (
+        ("drain", "stop new requests to a backend"),
+        ("undrain", "send requests to a backend again"),
+    ):
         actions.add_parser(verb, help=text).add_argument("name")
     forced = actions.add_parser("force", help="hold a breaker open/closed, or back to auto")
     forced.add_argument("name")
@@ -67,17 +75,28 @@ def _row(name: str, status: dict[str, Any]) -> tuple[str, ...]:
     cap = status["capacity"]
     load = f"{status['in_flight']}/{cap}" if cap is not None else str(status["in_flight"])
     probe = status["last_probe"]
-    seen = "-" if probe is None else (
-        f"{'ok' if probe['ok'] else probe['reason']} {probe['age_s']:.0f}s ago")
-    return (name, breaker, load, _fraction(status["quota_left"]),
-            "yes" if status["draining"] else "no", seen)
+    seen = (
+        "-"
+        if probe is None
+        else (f"{'ok' if probe['ok'] else probe['reason']} {probe['age_s']:.0f}s ago")
+    )
+    return (
+        name,
+        breaker,
+        load,
+        _fraction(status["quota_left"]),
+        "yes" if status["draining"] else "no",
+        seen,
+    )
 
 
 def _table(backends: dict[str, dict[str, Any]]) -> str:
     rows = [_COLUMNS, *(_row(name, status) for name, status in backends.items())]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-                     .rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def _error_message(error: urllib.error.HTTPError) -> str:

@@ -43,9 +43,10 @@ class _Stop(Exception):
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
-        "mini", help="run a local Mini: llama.cpp on CPU, no GPU and no API key",
+        "mini",
+        help="run a local Mini: llama.cpp on CPU, no GPU and no API key",
         description="Run llama.cpp's OpenAI-compatible server over a small GGUF model "
-                    f"(default: Gemma 3 270M). Needs {INSTALL_HINT}.",
+        f"(default: Gemma 3 270M). Needs {INSTALL_HINT}.",
     )
     actions = parser.add_subparsers(dest="mini_action", metavar="ACTION", required=True)
 
@@ -56,29 +57,57 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(handler=run_serve)
 
     up = actions.add_parser("up", help="start the local Mini, then the router in front of it")
-    up.add_argument("--mini-port", type=int, default=8000,
-                    help="loopback port of the local Mini (default: %(default)s)")
+    up.add_argument(
+        "--mini-port",
+        type=int,
+        default=8000,
+        help="loopback port of the local Mini (default: %(default)s)",
+    )
     _model_arguments(up)
-    up.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                    help="router config YAML (default: %(default)s)")
+    up.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="router config YAML (default: %(default)s)",
+    )
     up.add_argument("--host", help="router listen address (overrides server.host)")
     up.add_argument("--port", type=int, help="router listen port (overrides server.port)")
     up.set_defaults(handler=run_up)
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-path", type=Path,
-                        help="GGUF file to serve (default: Gemma 3 270M from its PyPI package)")
-    parser.add_argument("--chat-format", default=DEFAULT_CHAT_FORMAT,
-                        help="llama.cpp chat format; must match the model (default: %(default)s)")
-    parser.add_argument("--alias", default=DEFAULT_ALIAS,
-                        help="model name the server answers to (default: %(default)s)")
-    parser.add_argument("--ctx", type=int, default=8192,
-                        help="context window in tokens, prompt and answer (default: %(default)s)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads for generation (default: llama.cpp's, half the cores)")
-    parser.add_argument("--ready-timeout", type=float, default=120.0,
-                        help="seconds to wait for the server to answer (default: %(default)s)")
+    parser.add_argument(
+        "--model-path",
+        type=Path,
+        help="GGUF file to serve (default: Gemma 3 270M from its PyPI package)",
+    )
+    parser.add_argument(
+        "--chat-format",
+        default=DEFAULT_CHAT_FORMAT,
+        help="llama.cpp chat format; must match the model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--alias",
+        default=DEFAULT_ALIAS,
+        help="model name the server answers to (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ctx",
+        type=int,
+        default=8192,
+        help="context window in tokens, prompt and answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for generation (default: llama.cpp's, half the cores)",
+    )
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the server to answer (default: %(default)s)",
+    )
     parser.add_argument("--verbose", action="store_true", help="let llama.cpp log verbosely")
 
 
@@ -88,8 +117,13 @@ def _settings(args: argparse.Namespace, host: str, port: int) -> MiniSettings:
     if args.ctx < 512:
         raise MiniError("--ctx must be at least 512 tokens.")
     return MiniSettings(
-        model_path=resolve_model_path(args.model_path), host=host, port=port,
-        alias=args.alias, chat_format=args.chat_format, ctx=args.ctx, threads=args.threads,
+        model_path=resolve_model_path(args.model_path),
+        host=host,
+        port=port,
+        alias=args.alias,
+        chat_format=args.chat_format,
+        ctx=args.ctx,
+        threads=args.threads,
         verbose=args.verbose,
     )
 
@@ -159,14 +193,16 @@ def run_up(args: argparse.Namespace) -> int:
             _announce(f"MINI_BASE_URL={mini.base_url}", f"MINI_MODEL={mini.settings.alias}")
             for name, backend in config.backends.items():
                 if backend.api_key is None and backend.base_url != mini.base_url:
-                    print(f"warning: backend {name!r} has no API key; requests only it can "
-                          f"serve will fail. Set {name.upper()}_API_KEY (and "
-                          f"{name.upper()}_BASE_URL for a provider other than OpenAI) and "
-                          "run this again.", file=sys.stderr)
+                    print(
+                        f"warning: backend {name!r} has no API key; requests only it can "
+                        f"serve will fail. Set {name.upper()}_API_KEY (and "
+                        f"{name.upper()}_BASE_URL for a provider other than OpenAI) and "
+                        "run this again.",
+                        file=sys.stderr,
+                    )
             _watch(mini, stopping)
             _announce_when_ready(host, port, env.get("ROUTER_API_KEY"))
-            return serve.run(argparse.Namespace(config=args.config, host=args.host,
-                                                port=args.port))
+            return serve.run(argparse.Namespace(config=args.config, host=args.host, port=args.port))
         except _Stop as stop:
             stopping.set()
             mini.stop(stop.signum)
@@ -193,12 +229,17 @@ def _router_env(settings: MiniSettings) -> dict[str, str]:
 
 def _watch(mini: LocalMini, stopping: threading.Event) -> None:
     """Say so when the Mini dies under a running router (which then falls back)."""
+
     def wait() -> None:
         code = mini.wait()
         if not stopping.is_set():
-            print(f"warning: the local Mini exited with status {code}; the router keeps "
-                  "serving and sends requests to the full backend. Restart `router mini up` "
-                  "to get it back.", file=sys.stderr, flush=True)
+            print(
+                f"warning: the local Mini exited with status {code}; the router keeps "
+                "serving and sends requests to the full backend. Restart `router mini up` "
+                "to get it back.",
+                file=sys.stderr,
+                flush=True,
+            )
 
     threading.Thread(target=wait, name="mini-watch", daemon=True).start()
 

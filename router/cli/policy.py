@@ -46,8 +46,9 @@ class _Budget(_Strict):
 
     def build(self) -> BudgetLeft:
         soft = None if self.soft_limit_usd is None else round(self.soft_limit_usd * MICROS_PER_USD)
-        return BudgetLeft(round(self.remaining_usd * MICROS_PER_USD),
-                          round(self.limit_usd * MICROS_PER_USD), soft)
+        return BudgetLeft(
+            round(self.remaining_usd * MICROS_PER_USD), round(self.limit_usd * MICROS_PER_USD), soft
+        )
 
 
 class _Price(_Strict):
@@ -55,8 +56,13 @@ class _Price(_Strict):
     output_per_mtok_usd: float
 
     def build(self, model: str) -> Price:
-        return Price(model, 0, 0.0, round(self.input_per_mtok_usd * MICROS_PER_USD),
-                     round(self.output_per_mtok_usd * MICROS_PER_USD))
+        return Price(
+            model,
+            0,
+            0.0,
+            round(self.input_per_mtok_usd * MICROS_PER_USD),
+            round(self.output_per_mtok_usd * MICROS_PER_USD),
+        )
 
 
 class _Snapshot(_Strict):
@@ -88,27 +94,47 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = commands.add_parser("check", help="validate a policy file against the backends")
     check.add_argument("policy", type=Path, metavar="POLICY.yaml")
-    check.add_argument("--config", type=Path,
-                       help=f"config whose backends the policy routes to (default: "
-                            f"{DEFAULT_CONFIG} if it exists)")
+    check.add_argument(
+        "--config",
+        type=Path,
+        help=f"config whose backends the policy routes to (default: {DEFAULT_CONFIG} if it exists)",
+    )
     check.set_defaults(handler=run_check)
 
 
 def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     explain = commands.add_parser("explain", help="show how the policy routes one request")
-    explain.add_argument("--request", type=Path, required=True, metavar="FILE.json",
-                         help="a chat completion request body ('-' reads stdin)")
-    explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                         help="deployment config YAML (default: %(default)s)")
+    explain.add_argument(
+        "--request",
+        type=Path,
+        required=True,
+        metavar="FILE.json",
+        help="a chat completion request body ('-' reads stdin)",
+    )
+    explain.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="deployment config YAML (default: %(default)s)",
+    )
     explain.add_argument("--policy", type=Path, help="policy file (default: the config's)")
-    explain.add_argument("--header", action="append", default=[], metavar="NAME: VALUE",
-                         help="a request header, e.g. 'x-router-prefer: cost' (repeatable)")
+    explain.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME: VALUE",
+        help="a request header, e.g. 'x-router-prefer: cost' (repeatable)",
+    )
     explain.add_argument("--key-id", default="cli", help="API key id of the caller")
     explain.add_argument("--team", default="default", help="team of the caller")
     explain.add_argument("--tag", action="append", default=[], help="a key tag (repeatable)")
-    explain.add_argument("--snapshot", type=Path, metavar="FILE.json",
-                         help="state to decide against: supply, key_budget, team_budget "
-                              "(USD), prices (USD per million tokens); default: all healthy")
+    explain.add_argument(
+        "--snapshot",
+        type=Path,
+        metavar="FILE.json",
+        help="state to decide against: supply, key_budget, team_budget "
+        "(USD), prices (USD per million tokens); default: all healthy",
+    )
     explain.add_argument("--json", action="store_true", help="print the trace as JSON")
     explain.set_defaults(handler=run_explain)
 
@@ -116,8 +142,10 @@ def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _backends(config_path: Path | None) -> Mapping[str, Capabilities] | None:
     if config_path is None:
         if not DEFAULT_CONFIG.exists():
-            print("note: no --config, so backend names and capabilities are not checked",
-                  file=sys.stderr)
+            print(
+                "note: no --config, so backend names and capabilities are not checked",
+                file=sys.stderr,
+            )
             return None
         config_path = DEFAULT_CONFIG
     return load_config(config_path).capabilities()
@@ -158,8 +186,11 @@ def run_explain(args: argparse.Namespace) -> int:
     try:
         engine, _ = read_engine(policy_path, backends)
         body = _read_json(args.request)
-        snapshot = _Snapshot.model_validate(_read_json(args.snapshot)).build() \
-            if args.snapshot else Snapshot()
+        snapshot = (
+            _Snapshot.model_validate(_read_json(args.snapshot)).build()
+            if args.snapshot
+            else Snapshot()
+        )
     except PolicyError as error:
         print(error, file=sys.stderr)
         return 1

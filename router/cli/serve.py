@@ -15,8 +15,12 @@ DEFAULT_CONFIG = Path("config/router.yaml")
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("serve", help="run the router's HTTP server")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="deployment config YAML (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="deployment config YAML (default: %(default)s)",
+    )
     parser.add_argument("--host", help="listen address (overrides server.host)")
     parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
     parser.set_defaults(handler=run)
@@ -43,16 +47,18 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     PolicyHolder.load(config.policy, config.capabilities())
     configure_logging(config.server.log_level)
-    server = _Server(uvicorn.Config(
-        build_asgi(config),
-        host=args.host or config.server.host,
-        port=args.port if args.port is not None else config.server.port,
-        loop="uvloop",
-        http=BoundedHeadProtocol,
-        h11_max_incomplete_event_size=config.server.max_header_bytes,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=math.ceil(config.server.graceful_timeout_s),
-    ))
+    server = _Server(
+        uvicorn.Config(
+            build_asgi(config),
+            host=args.host or config.server.host,
+            port=args.port if args.port is not None else config.server.port,
+            loop="uvloop",
+            http=BoundedHeadProtocol,
+            h11_max_incomplete_event_size=config.server.max_header_bytes,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=math.ceil(config.server.graceful_timeout_s),
+        )
+    )
     server.run()
     return 0 if server.started else 1

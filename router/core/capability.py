@@ -82,9 +82,11 @@ def fit_check(caps: Capabilities) -> FitCheck:
             out = max_output
         room = window - (1 if out is None else out)
         if not features.prompt.at_most(room):
-            return Unfit(Gap.CONTEXT, f"context window is {window} tokens, prompt is "
-                                      f"{_prompt_size(features, room)}"
-                                      + ("" if out is None else f" plus {out} output"))
+            return Unfit(
+                Gap.CONTEXT,
+                f"context window is {window} tokens, prompt is "
+                f"{_prompt_size(features, room)}" + ("" if out is None else f" plus {out} output"),
+            )
         return None
 
     return check

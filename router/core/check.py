@@ -89,10 +89,12 @@ def parse_policy(text: str) -> tuple[Policy | None, Positions, list[Problem]]:
         for item in error.errors(include_url=False):
             loc = tuple(item["loc"])
             line_col = positions.find(loc, key=item["type"] == "extra_forbidden")
-            message = "unknown field" if item["type"] == "extra_forbidden" \
+            message = (
+                "unknown field"
+                if item["type"] == "extra_forbidden"
                 else item["msg"].removeprefix("Value error, ")
-            problems.append(Problem("error", loc, message,
-                                    *(line_col or (None, None))))
+            )
+            problems.append(Problem("error", loc, message, *(line_col or (None, None))))
         return None, positions, problems
 
 
@@ -165,9 +167,12 @@ def _gap(when: When, caps: Capabilities, cap: int | None) -> str | None:
             missing |= set(cond.any)
         if missing:
             return f"{', '.join(sorted(missing))} {key}"
-    for key, offered_flag in (("image_generation", caps.image_generation),
-                              ("realtime_audio", caps.realtime_audio),
-                              ("tools", caps.tools), ("json_schema", caps.json_schema)):
+    for key, offered_flag in (
+        ("image_generation", caps.image_generation),
+        ("realtime_audio", caps.realtime_audio),
+        ("tools", caps.tools),
+        ("json_schema", caps.json_schema),
+    ):
         if getattr(when, key) is True and not offered_flag:
             return key.replace("_", " ")
     if when.prompt_tokens is not None:
@@ -191,58 +196,86 @@ def _decides_first(earlier: Rule, rule: Rule, backends: Mapping[str, Capabilitie
     return set(reachable) <= set(earlier.route)
 
 
-def _rule_problems(index: int, rule: Rule, earlier: list[Rule],
-                   backends: Mapping[str, Capabilities]) -> Iterator[tuple[Severity, Loc, str]]:
+def _rule_problems(
+    index: int, rule: Rule, earlier: list[Rule], backends: Mapping[str, Capabilities]
+) -> Iterator[tuple[Severity, Loc, str]]:
     loc: Loc = ("rules", index)
     shadows = [r for r in earlier if _decides_first(r, rule, backends)]
     catch_all = next((r for r in shadows if r.when.is_empty()), None)
     if catch_all is not None:
-        yield "warning", (*loc, "name"), \
-            f"rule '{rule.name}' is never reached: rule '{catch_all.name}' before it matches " \
-            "every request"
+        yield (
+            "warning",
+            (*loc, "name"),
+            f"rule '{rule.name}' is never reached: rule '{catch_all.name}' before it matches "
+            "every request",
+        )
         return
     same = next((r for r in shadows if r.when == rule.when), None)
     if same is not None:
-        yield "warning", (*loc, "when"), \
-            f"rule '{rule.name}' is never reached: rule '{same.name}' has the same conditions"
+        yield (
+            "warning",
+            (*loc, "when"),
+            f"rule '{rule.name}' is never reached: rule '{same.name}' has the same conditions",
+        )
     why = _never(rule.when, backends, rule.cap_max_tokens)
     if why is not None:
         yield "warning", (*loc, "when"), f"rule '{rule.name}' can never match: {why}"
     if rule.route and all(name in backends for name in rule.route):
-        gaps = {name: _gap(rule.when, backends[name], rule.cap_max_tokens)
-                for name in rule.route}
+        gaps = {name: _gap(rule.when, backends[name], rule.cap_max_tokens) for name in rule.route}
         if all(gaps.values()):
             listing = "; ".join(f"{name} lacks {gap}" for name, gap in gaps.items())
-            yield "error", (*loc, "route"), \
-                f"every request rule '{rule.name}' matches would be rejected: {listing}"
-    if rule.cap_max_tokens and rule.route and all(
+            yield (
+                "error",
+                (*loc, "route"),
+                f"every request rule '{rule.name}' matches would be rejected: {listing}",
+            )
+    if (
+        rule.cap_max_tokens
+        and rule.route
+        and all(
             name in backends and rule.cap_max_tokens >= backends[name].max_output_tokens
-            for name in rule.route):
-        yield "warning", (*loc, "cap_max_tokens"), \
-            "the cap is at or above every routed backend's max output, so it changes nothing"
+            for name in rule.route
+        )
+    ):
+        yield (
+            "warning",
+            (*loc, "cap_max_tokens"),
+            "the cap is at or above every routed backend's max output, so it changes nothing",
+        )
 
 
-def check_policy(policy: Policy, backends: Mapping[str, Capabilities] | None,
-                 positions: Positions | None = None) -> list[Problem]:
+def check_policy(
+    policy: Policy, backends: Mapping[str, Capabilities] | None, positions: Positions | None = None
+) -> list[Problem]:
     """Problems of a valid policy; without `backends`, backend names are not checked."""
     found: list[tuple[Severity, Loc, str]] = []
     if backends is not None:
         known = ", ".join(backends) or "none"
-        found += [("error", loc, f"unknown backend {name!r}; the config defines: {known}")
-                  for loc, name in policy.backend_references() if name not in backends]
+        found += [
+            ("error", loc, f"unknown backend {name!r}; the config defines: {known}")
+            for loc, name in policy.backend_references()
+            if name not in backends
+        ]
     for index, rule in enumerate(policy.rules):
         found += _rule_problems(index, rule, policy.rules[:index], backends or {})
     if not policy.rules[-1].when.is_empty():
-        found.append(("warning", ("rules", len(policy.rules) - 1, "when"),
-                      "the last rule has conditions: requests no rule matches are rejected "
-                      "with 503; end with a rule without 'when'"))
-    return [Problem(severity, loc, message, *((positions and positions.find(loc))
-                                               or (None, None)))
-            for severity, loc, message in found]
+        found.append(
+            (
+                "warning",
+                ("rules", len(policy.rules) - 1, "when"),
+                "the last rule has conditions: requests no rule matches are rejected "
+                "with 503; end with a rule without 'when'",
+            )
+        )
+    return [
+        Problem(severity, loc, message, *((positions and positions.find(loc)) or (None, None)))
+        for severity, loc, message in found
+    ]
 
 
-def check_policy_text(text: str, backends: Mapping[str, Capabilities] | None = None
-                      ) -> list[Problem]:
+def check_policy_text(
+    text: str, backends: Mapping[str, Capabilities] | None = None
+) -> list[Problem]:
     """Every problem of a policy file's text: YAML, schema, then meaning."""
     policy, positions, problems = parse_policy(text)
     if policy is not None:
@@ -250,8 +283,9 @@ def check_policy_text(text: str, backends: Mapping[str, Capabilities] | None = N
     return sorted(problems, key=lambda p: (p.line or 0, p.col or 0))
 
 
-def load_policy_text(text: str, backends: Mapping[str, Capabilities],
-                     source: str = "<policy>") -> tuple[Policy, list[Problem]]:
+def load_policy_text(
+    text: str, backends: Mapping[str, Capabilities], source: str = "<policy>"
+) -> tuple[Policy, list[Problem]]:
     """A policy that has no errors, and its warnings; raise PolicyError otherwise."""
     policy, positions, problems = parse_policy(text)
     if policy is not None:

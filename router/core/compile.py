@@ -47,10 +47,28 @@ from router.core.problems import PolicyError, Problem
 from router.types import MICROS_PER_USD
 
 _NO_SUPPLY_NEWS = SupplyState()
-_CHEAP_FIRST = ("key_id", "team", "tags", "prefer", "stream", "tools", "json_schema",
-                "json_object", "image_generation", "realtime_audio", "input", "output",
-                "max_output_tokens", "budget", "backend_available", "supply", "any_of", "not_",
-                "prompt_tokens", "can_serve")
+_CHEAP_FIRST = (
+    "key_id",
+    "team",
+    "tags",
+    "prefer",
+    "stream",
+    "tools",
+    "json_schema",
+    "json_object",
+    "image_generation",
+    "realtime_audio",
+    "input",
+    "output",
+    "max_output_tokens",
+    "budget",
+    "backend_available",
+    "supply",
+    "any_of",
+    "not_",
+    "prompt_tokens",
+    "can_serve",
+)
 Number = Callable[[float], bool]
 
 
@@ -85,8 +103,9 @@ def _any(tests: Sequence[Predicate]) -> Predicate:
     return some
 
 
-def _sets(get: Callable[[Features], frozenset[Modality]], cond: ModalityCondition
-          ) -> list[Predicate]:
+def _sets(
+    get: Callable[[Features], frozenset[Modality]], cond: ModalityCondition
+) -> list[Predicate]:
     tests: list[Predicate] = []
     if cond.any is not None:
         some = frozenset(cond.any)
@@ -157,8 +176,11 @@ def _number(bounds: AmountRange, scale: float = 1.0) -> Number:
 
 def _budget_test(cond: BudgetCondition) -> Callable[[BudgetLeft | None], bool]:
     below_soft = cond.below_soft
-    remaining = [_number(r, s) for r, s in ((cond.remaining_usd, MICROS_PER_USD),
-                                            (cond.remaining_micros, 1)) if r is not None]
+    remaining = [
+        _number(r, s)
+        for r, s in ((cond.remaining_usd, MICROS_PER_USD), (cond.remaining_micros, 1))
+        if r is not None
+    ]
     fraction = None if cond.fraction is None else _number(cond.fraction)
 
     def test(budget: BudgetLeft | None) -> bool:
@@ -212,8 +234,9 @@ def _supply(cond: SupplyCondition) -> Predicate:
         checks.append(lambda st: load(st.in_flight / st.capacity if st.capacity else 0.0))
     if cond.quota_left is not None:
         quota = _number(cond.quota_left)
-        checks.append(lambda st: quota(1.0 if st.quota_left_fraction is None
-                                       else st.quota_left_fraction))
+        checks.append(
+            lambda st: quota(1.0 if st.quota_left_fraction is None else st.quota_left_fraction)
+        )
     frozen = tuple(checks)
 
     def test(f: Features, p: Principal, s: Snapshot) -> bool:
@@ -248,8 +271,14 @@ class _Compiler:
         value = getattr(when, key)
         if key in ("input", "output"):
             return _sets(attrgetter(f"{key}_modalities"), value)
-        if key in ("stream", "tools", "json_schema", "json_object", "image_generation",
-                   "realtime_audio"):
+        if key in (
+            "stream",
+            "tools",
+            "json_schema",
+            "json_object",
+            "image_generation",
+            "realtime_audio",
+        ):
             return [_flag(attrgetter(key), value)]
         if key == "prefer":
             allowed = frozenset(None if item == "none" else item for item in value)
@@ -295,30 +324,58 @@ class _Compiler:
         route = tuple(rule.route or ())
         if rule.reject is not None:
             reject = rule.reject
-            decision = Decision(candidates=(), rule=rule.name, reasons=(reason,),
-                                rejection=Rejection(reject.status, reject.code, reject.message))
+            decision = Decision(
+                candidates=(),
+                rule=rule.name,
+                reasons=(reason,),
+                rejection=Rejection(reject.status, reject.code, reject.message),
+            )
         else:
-            decision = Decision(candidates=route, rule=rule.name, reasons=(reason,),
-                                max_tokens_cap=rule.cap_max_tokens)
-        pinned = {name: Decision(candidates=(name,), rule=rule.name,
-                                 reasons=(reason, f"{name} {PINNED_REASON}"),
-                                 max_tokens_cap=rule.cap_max_tokens) for name in route}
-        return CompiledRule(rule.name, conditions, _all([c.test for c in conditions]), route,
-                            rule.cap_max_tokens, decision, MappingProxyType(pinned))
+            decision = Decision(
+                candidates=route,
+                rule=rule.name,
+                reasons=(reason,),
+                max_tokens_cap=rule.cap_max_tokens,
+            )
+        pinned = {
+            name: Decision(
+                candidates=(name,),
+                rule=rule.name,
+                reasons=(reason, f"{name} {PINNED_REASON}"),
+                max_tokens_cap=rule.cap_max_tokens,
+            )
+            for name in route
+        }
+        return CompiledRule(
+            rule.name,
+            conditions,
+            _all([c.test for c in conditions]),
+            route,
+            rule.cap_max_tokens,
+            decision,
+            MappingProxyType(pinned),
+        )
 
 
 def _label(when: When, key: str) -> str:
     """`prompt_tokens {"gt": 1000}`: the condition as the operator wrote it."""
-    ((name, value),) = when.model_dump(mode="json", include={key}, exclude_none=True,
-                                       by_alias=True).items()
+    ((name, value),) = when.model_dump(
+        mode="json", include={key}, exclude_none=True, by_alias=True
+    ).items()
     return f"{name} {json.dumps(value, separators=(', ', ': '))}"
 
 
 def compile_policy(policy: Policy, backends: Mapping[str, Capabilities]) -> Engine:
     """Build the engine; a backend name the config does not define is a PolicyError."""
-    unknown = [Problem("error", loc, f"unknown backend {name!r}; the config defines: "
-                                     f"{', '.join(backends) or 'none'}")
-               for loc, name in policy.backend_references() if name not in backends]
+    unknown = [
+        Problem(
+            "error",
+            loc,
+            f"unknown backend {name!r}; the config defines: {', '.join(backends) or 'none'}",
+        )
+        for loc, name in policy.backend_references()
+        if name not in backends
+    ]
     if unknown:
         raise PolicyError(unknown)
     checks = {name: fit_check(caps) for name, caps in backends.items()}

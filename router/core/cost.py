@@ -13,12 +13,14 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
-def token_cost(price: Price, prompt_tokens: int, completion_tokens: int,
-               cached_tokens: int = 0) -> Micros:
+def token_cost(
+    price: Price, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+) -> Micros:
     """Cost of a token mix at one price; cached prompt tokens use the cached rate if set."""
     cached = min(cached_tokens, prompt_tokens)
-    cached_rate = price.input_per_mtok if price.cached_input_per_mtok is None \
-        else price.cached_input_per_mtok
+    cached_rate = (
+        price.input_per_mtok if price.cached_input_per_mtok is None else price.cached_input_per_mtok
+    )
     scaled = (
         (prompt_tokens - cached) * price.input_per_mtok
         + cached * cached_rate

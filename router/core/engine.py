@@ -68,48 +68,76 @@ def _shortage(state: SupplyState) -> str:
     return f"at capacity ({state.in_flight}/{state.capacity} in flight)"
 
 
-def _rejected(rule: str, status: int, code: str, message: str,
-              dropped: Mapping[str, str] | None = None) -> Decision:
-    return Decision(candidates=(), rule=rule, reasons=(message,),
-                    rejection=Rejection(status, code, message),
-                    dropped=MappingProxyType(dict(dropped or {})))
+def _rejected(
+    rule: str, status: int, code: str, message: str, dropped: Mapping[str, str] | None = None
+) -> Decision:
+    return Decision(
+        candidates=(),
+        rule=rule,
+        reasons=(message,),
+        rejection=Rejection(status, code, message),
+        dropped=MappingProxyType(dict(dropped or {})),
+    )
 
 
 def _cannot_serve(rule: str, pinned: str, unfit: Unfit) -> Decision:
     code = "context_length_exceeded" if unfit.gap is Gap.CONTEXT else "model_cannot_serve"
-    return _rejected(rule, 400, code,
-                     f"Model '{pinned}' cannot serve this request: {unfit.detail}. Use model "
-                     f"\"{AUTO_MODEL}\" to let the router pick a backend that can.",
-                     {pinned: unfit.detail})
+    return _rejected(
+        rule,
+        400,
+        code,
+        f"Model '{pinned}' cannot serve this request: {unfit.detail}. Use model "
+        f'"{AUTO_MODEL}" to let the router pick a backend that can.',
+        {pinned: unfit.detail},
+    )
 
 
 class Engine:
     """Decides where one request goes; immutable once built, so a reload swaps whole engines."""
 
-    def __init__(self, policy: Policy, rules: Sequence[CompiledRule],
-                 capabilities: Mapping[str, Capabilities], checks: Mapping[str, FitCheck]) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        rules: Sequence[CompiledRule],
+        capabilities: Mapping[str, Capabilities],
+        checks: Mapping[str, FitCheck],
+    ) -> None:
         self.policy = policy
         self.rules = tuple(rules)
         self.capabilities = MappingProxyType(dict(capabilities))
         self.checks = MappingProxyType(dict(checks))
         self._unmatched = _rejected(
-            NO_RULE, 503, "no_matching_rule",
+            NO_RULE,
+            503,
+            "no_matching_rule",
             "No routing rule matched this request. An operator must end the policy with a "
-            "rule that has no conditions.")
+            "rule that has no conditions.",
+        )
 
-    def match(self, features: Features, principal: Principal, snapshot: Snapshot,
-              pinned: str | None = None) -> CompiledRule | None:
+    def match(
+        self,
+        features: Features,
+        principal: Principal,
+        snapshot: Snapshot,
+        pinned: str | None = None,
+    ) -> CompiledRule | None:
         """The deciding rule: the first that matches and either rejects or, for a pinned
         request, lets the pinned backend serve it (a pin skips routing preferences, never
         a rejection)."""
         for rule in self.rules:
             if rule.test(features, principal, snapshot) and (
-                    pinned is None or pinned in rule.pinned or rule.decision.rejection):
+                pinned is None or pinned in rule.pinned or rule.decision.rejection
+            ):
                 return rule
         return None
 
-    def decide(self, features: Features, principal: Principal, snapshot: Snapshot,
-               pinned: str | None = None) -> Decision:
+    def decide(
+        self,
+        features: Features,
+        principal: Principal,
+        snapshot: Snapshot,
+        pinned: str | None = None,
+    ) -> Decision:
         """The deciding rule's decision, capability-filtered. `pinned` is the one backend the
         client named as its model; it is checked against the same hard capabilities."""
         if pinned is not None:
@@ -148,27 +176,45 @@ class Engine:
             else:
                 ready.append(name)
         if ready or short:
-            return Decision(candidates=(*ready, *short), rule=rule.name, reasons=tuple(reasons),
-                            max_tokens_cap=rule.cap, dropped=MappingProxyType(dropped))
+            return Decision(
+                candidates=(*ready, *short),
+                rule=rule.name,
+                reasons=tuple(reasons),
+                max_tokens_cap=rule.cap,
+                dropped=MappingProxyType(dropped),
+            )
         listing = "; ".join(f"{name}: {why}" for name, why in dropped.items())
         if all(gap is Gap.CONTEXT for gap in gaps):
             return _rejected(
-                rule.name, 400, "context_length_exceeded",
+                rule.name,
+                400,
+                "context_length_exceeded",
                 f"The prompt is too long for every backend this request may use ({listing}). "
-                "Shorten the messages or lower max_tokens.", dropped)
+                "Shorten the messages or lower max_tokens.",
+                dropped,
+            )
         return _rejected(
-            rule.name, 400, "no_capable_backend",
+            rule.name,
+            400,
+            "no_capable_backend",
             f"No backend that policy rule '{rule.name}' allows can serve this request "
             f"({listing}). Drop the unsupported part of the request, or ask an operator to "
-            "route such requests to a capable backend.", dropped)
+            "route such requests to a capable backend.",
+            dropped,
+        )
 
-    def _pinned(self, features: Features, principal: Principal, snapshot: Snapshot,
-                pinned: str) -> Decision:
+    def _pinned(
+        self, features: Features, principal: Principal, snapshot: Snapshot, pinned: str
+    ) -> Decision:
         check = self.checks.get(pinned)
         if check is None:
-            return _rejected(NO_RULE, 404, "model_not_found",
-                             f"There is no backend named '{pinned}'. Use model "
-                             f"\"{AUTO_MODEL}\" or one of: {', '.join(self.checks)}.")
+            return _rejected(
+                NO_RULE,
+                404,
+                "model_not_found",
+                f"There is no backend named '{pinned}'. Use model "
+                f'"{AUTO_MODEL}" or one of: {", ".join(self.checks)}.',
+            )
         rule = self.match(features, principal, snapshot, pinned)
         if rule is not None and rule.decision.rejection is not None:
             return rule.decision
@@ -178,13 +224,21 @@ class Engine:
         if rule is None:
             if self.match(features, principal, snapshot) is None:
                 return self._unmatched
-            return _rejected(NO_RULE, 400, "model_not_allowed",
-                             f"The routing policy does not let model '{pinned}' serve this "
-                             f"request. Use model \"{AUTO_MODEL}\" instead.")
+            return _rejected(
+                NO_RULE,
+                400,
+                "model_not_allowed",
+                f"The routing policy does not let model '{pinned}' serve this "
+                f'request. Use model "{AUTO_MODEL}" instead.',
+            )
         decision = rule.pinned[pinned]
         state = snapshot.supply.get(pinned)
         if state is not None and not state.available:
             short = f"{pinned} is short of supply: {_shortage(state)}"
-            return Decision(candidates=decision.candidates, rule=rule.name,
-                            reasons=(*decision.reasons, short), max_tokens_cap=rule.cap)
+            return Decision(
+                candidates=decision.candidates,
+                rule=rule.name,
+                reasons=(*decision.reasons, short),
+                max_tokens_cap=rule.cap,
+            )
         return decision

@@ -38,21 +38,40 @@ def _features(features: Features, exact: bool) -> dict[str, Any]:
     }
 
 
-def _rule(rule: CompiledRule, features: Features, principal: Principal, snapshot: Snapshot,
-          pinned: str | None) -> dict[str, Any]:
-    conditions = [{"condition": c.label, "holds": c.test(features, principal, snapshot)}
-                  for c in rule.conditions]
-    entry: dict[str, Any] = {"rule": rule.name,
-                             "matched": all(c["holds"] for c in conditions),
-                             "conditions": conditions}
-    if entry["matched"] and pinned is not None and rule.decision.rejection is None \
-            and pinned not in rule.pinned:
+def _rule(
+    rule: CompiledRule,
+    features: Features,
+    principal: Principal,
+    snapshot: Snapshot,
+    pinned: str | None,
+) -> dict[str, Any]:
+    conditions = [
+        {"condition": c.label, "holds": c.test(features, principal, snapshot)}
+        for c in rule.conditions
+    ]
+    entry: dict[str, Any] = {
+        "rule": rule.name,
+        "matched": all(c["holds"] for c in conditions),
+        "conditions": conditions,
+    }
+    if (
+        entry["matched"]
+        and pinned is not None
+        and rule.decision.rejection is None
+        and pinned not in rule.pinned
+    ):
         entry["skipped"] = f"does not route to the pinned model '{pinned}'"
     return entry
 
 
-def _rules(engine: Engine, features: Features, principal: Principal, snapshot: Snapshot,
-           decision: Decision, pinned: str | None) -> list[dict[str, Any]]:
+def _rules(
+    engine: Engine,
+    features: Features,
+    principal: Principal,
+    snapshot: Snapshot,
+    decision: Decision,
+    pinned: str | None,
+) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     decided = False
     for rule in engine.rules:
@@ -64,8 +83,9 @@ def _rules(engine: Engine, features: Features, principal: Principal, snapshot: S
     return entries
 
 
-def _candidates(engine: Engine, features: Features, decision: Decision,
-                prices: Mapping[str, Price]) -> list[dict[str, Any]]:
+def _candidates(
+    engine: Engine, features: Features, decision: Decision, prices: Mapping[str, Price]
+) -> list[dict[str, Any]]:
     prompt = features.prompt.worst_case()
     out = output_tokens(features, decision.max_tokens_cap)
     entries = []
@@ -76,15 +96,26 @@ def _candidates(engine: Engine, features: Features, decision: Decision,
         price = prices.get(name)
         if price is not None:
             micros = worst_case_cost(price, prompt, output)
-            entry.update(worst_case_micros=micros, worst_case_usd=micros / MICROS_PER_USD,
-                         price_version=price.version)
+            entry.update(
+                worst_case_micros=micros,
+                worst_case_usd=micros / MICROS_PER_USD,
+                price_version=price.version,
+            )
         entries.append(entry)
     return entries
 
 
-def trace(engine: Engine, features: Features, principal: Principal, snapshot: Snapshot,
-          decision: Decision, *, pinned: str | None = None,
-          prices: Mapping[str, Price] | None = None, exact: bool = True) -> dict[str, Any]:
+def trace(
+    engine: Engine,
+    features: Features,
+    principal: Principal,
+    snapshot: Snapshot,
+    decision: Decision,
+    *,
+    pinned: str | None = None,
+    prices: Mapping[str, Price] | None = None,
+    exact: bool = True,
+) -> dict[str, Any]:
     """Everything that went into `decision`; costs use `prices` (default: the snapshot's),
     keyed by backend name, for the prompt's worst case and the output the backend may write."""
     rejection = decision.rejection
@@ -97,12 +128,13 @@ def trace(engine: Engine, features: Features, principal: Principal, snapshot: Sn
             "candidates": list(decision.candidates),
             "max_tokens_cap": decision.max_tokens_cap,
             "reasons": list(decision.reasons),
-            "rejection": None if rejection is None else {
-                "status": rejection.status, "code": rejection.code,
-                "message": rejection.message},
+            "rejection": None
+            if rejection is None
+            else {"status": rejection.status, "code": rejection.code, "message": rejection.message},
         },
-        "candidates": _candidates(engine, features, decision,
-                                  snapshot.prices if prices is None else prices),
+        "candidates": _candidates(
+            engine, features, decision, snapshot.prices if prices is None else prices
+        ),
         "dropped": dict(decision.dropped),
     }
 
@@ -113,8 +145,10 @@ def _yes(flag: bool) -> str:
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
+    return [
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def render(data: Mapping[str, Any]) -> str:
@@ -124,20 +158,28 @@ def render(data: Mapping[str, Any]) -> str:
     exact = f"{tokens['exact']} exact, " if "exact" in tokens else ""
     lines = [
         "Request",
-        *_table([
-            ["input", ", ".join(feats["input"]) or "-"],
-            ["output", ", ".join(feats["output"])],
-            ["prompt tokens", f"{exact}bound {tokens['lower']}..{tokens['upper']}"],
-            ["max output", str(feats["max_output_tokens"] or "not set")],
-            ["tools", str(feats["tools"])],
-            ["json", "schema" if feats["json_schema"] else
-             "object" if feats["json_object"] else "no"],
-            ["stream", _yes(feats["stream"])],
-            ["image generation", _yes(feats["image_generation"])],
-            ["real-time audio", _yes(feats["realtime_audio"])],
-            ["prefer", feats["prefer"] or "-"],
-            ["pinned model", data["pinned"] or "-"],
-        ]),
+        *_table(
+            [
+                ["input", ", ".join(feats["input"]) or "-"],
+                ["output", ", ".join(feats["output"])],
+                ["prompt tokens", f"{exact}bound {tokens['lower']}..{tokens['upper']}"],
+                ["max output", str(feats["max_output_tokens"] or "not set")],
+                ["tools", str(feats["tools"])],
+                [
+                    "json",
+                    "schema"
+                    if feats["json_schema"]
+                    else "object"
+                    if feats["json_object"]
+                    else "no",
+                ],
+                ["stream", _yes(feats["stream"])],
+                ["image generation", _yes(feats["image_generation"])],
+                ["real-time audio", _yes(feats["realtime_audio"])],
+                ["prefer", feats["prefer"] or "-"],
+                ["pinned model", data["pinned"] or "-"],
+            ]
+        ),
         "",
         "Rules",
     ]
@@ -146,8 +188,10 @@ def render(data: Mapping[str, Any]) -> str:
         if not rule.get("evaluated", True):
             rows.append(["-", rule["rule"], "not evaluated"])
             continue
-        conditions = "; ".join(f"{c['condition']}: {_yes(c['holds'])}"
-                               for c in rule["conditions"]) or "no conditions"
+        conditions = (
+            "; ".join(f"{c['condition']}: {_yes(c['holds'])}" for c in rule["conditions"])
+            or "no conditions"
+        )
         if "skipped" in rule:
             conditions += f" (skipped: {rule['skipped']})"
         rows.append(["match" if rule["matched"] else "no", rule["rule"], conditions])
@@ -156,8 +200,9 @@ def render(data: Mapping[str, Any]) -> str:
     lines += ["", f"Decision: rule {decision['rule']}"]
     if decision["rejection"] is not None:
         rejection = decision["rejection"]
-        lines.append(f"  rejected {rejection['status']} {rejection['code']}: "
-                     f"{rejection['message']}")
+        lines.append(
+            f"  rejected {rejection['status']} {rejection['code']}: {rejection['message']}"
+        )
     if data["candidates"]:
         rows = [["#", "backend", "output tokens", "worst-case cost"]]
         for position, entry in enumerate(data["candidates"], 1):

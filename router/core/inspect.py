@@ -46,8 +46,7 @@ _RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 
 
 def _invalid(param: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid '{param}': {what}.", param=param,
-                          code="invalid_request_body")
+    return InvalidRequest(f"Invalid '{param}': {what}.", param=param, code="invalid_request_body")
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
@@ -93,8 +92,11 @@ class _Prompt:
         elif kind in ("file", "input_file"):
             file = part.get("file", part)
             data = file.get("file_data") if isinstance(file, dict) else None
-            self.fixed += max(FILE_TOKENS, _ceil_div(len(data), FILE_B64_CHARS_PER_TOKEN)) \
-                if isinstance(data, str) else FILE_TOKENS
+            self.fixed += (
+                max(FILE_TOKENS, _ceil_div(len(data), FILE_B64_CHARS_PER_TOKEN))
+                if isinstance(data, str)
+                else FILE_TOKENS
+            )
             self.modalities.add(Modality.FILE)
         else:
             raise _invalid(f"{param}.type", f"unknown content part type {kind!r}")
@@ -210,7 +212,8 @@ def _outputs(body: Mapping[str, Any]) -> frozenset[Modality]:
     if requested is None:
         return frozenset({Modality.TEXT, Modality.AUDIO}) if audio else _TEXT
     if not isinstance(requested, list) or not all(
-            isinstance(item, str) and item in _OUTPUTS for item in requested):
+        isinstance(item, str) and item in _OUTPUTS for item in requested
+    ):
         raise _invalid("modalities", "expected a list of 'text' and 'audio'")
     outputs = {_OUTPUTS[item] for item in requested}
     if audio:

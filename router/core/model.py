@@ -37,8 +37,13 @@ class PromptSize:
 
     __slots__ = ("_count", "_exact", "_refine", "lower", "upper")
 
-    def __init__(self, lower: int, upper: int, count: Callable[[], int] | None = None,
-                 refine: Callable[[int], int] | None = None) -> None:
+    def __init__(
+        self,
+        lower: int,
+        upper: int,
+        count: Callable[[], int] | None = None,
+        refine: Callable[[int], int] | None = None,
+    ) -> None:
         self.lower = lower
         self.upper = upper
         self._count = count

@@ -70,10 +70,24 @@ class TokenRange(_Range):
 
     def span(self) -> tuple[int | None, int | None]:
         """The same bounds as inclusive (min, max); min > max means nothing matches."""
-        lows = [v for v in (self.gte, None if self.gt is None else self.gt + 1,
-                            None if self.between is None else self.between[0]) if v is not None]
-        highs = [v for v in (self.lte, None if self.lt is None else self.lt - 1,
-                             None if self.between is None else self.between[1]) if v is not None]
+        lows = [
+            v
+            for v in (
+                self.gte,
+                None if self.gt is None else self.gt + 1,
+                None if self.between is None else self.between[0],
+            )
+            if v is not None
+        ]
+        highs = [
+            v
+            for v in (
+                self.lte,
+                None if self.lt is None else self.lt - 1,
+                None if self.between is None else self.between[1],
+            )
+            if v is not None
+        ]
         return max(lows, default=None), min(highs, default=None)
 
 
@@ -88,12 +102,19 @@ class AmountRange(_Range):
 
     def empty(self) -> bool:
         """True when no value can satisfy every bound at once."""
-        low = max([v for v in (self.gt, self.gte) if v is not None]
-                  + ([self.between[0]] if self.between else []), default=float("-inf"))
-        high = min([v for v in (self.lt, self.lte) if v is not None]
-                   + ([self.between[1]] if self.between else []), default=float("inf"))
-        strict = (self.gt is not None and self.gt == low) or (self.lt is not None and
-                                                              self.lt == high)
+        low = max(
+            [v for v in (self.gt, self.gte) if v is not None]
+            + ([self.between[0]] if self.between else []),
+            default=float("-inf"),
+        )
+        high = min(
+            [v for v in (self.lt, self.lte) if v is not None]
+            + ([self.between[1]] if self.between else []),
+            default=float("inf"),
+        )
+        strict = (self.gt is not None and self.gt == low) or (
+            self.lt is not None and self.lt == high
+        )
         return low > high or (strict and low == high)
 
 
@@ -155,8 +176,9 @@ class When(_Model):
     any_of: list[When] | None = None
     not_: When | None = Field(default=None, alias="not")
 
-    _scalars = field_validator("prefer", "key_id", "team", "backend_available", "can_serve",
-                               mode="before")(_one_or_many)
+    _scalars = field_validator(
+        "prefer", "key_id", "team", "backend_available", "can_serve", mode="before"
+    )(_one_or_many)
 
     def is_empty(self) -> bool:
         return all(getattr(self, name) is None for name in self.model_fields_set)

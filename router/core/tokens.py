@@ -132,8 +132,9 @@ def _load(name: str, directory: Path | None) -> _Loaded:
         raise EncodingFileError(f"unknown encoding {name!r}; known: {', '.join(_SPECS)}")
     file_name = hashlib.sha1(_URL.format(name).encode(), usedforsecurity=False).hexdigest()
     ranks = _read_ranks((directory or litellm_tokenizer_dir()) / file_name, spec.sha256)
-    encoding = tiktoken.Encoding(name, pat_str=spec.pattern, mergeable_ranks=ranks,
-                                 special_tokens=spec.special_tokens)
+    encoding = tiktoken.Encoding(
+        name, pat_str=spec.pattern, mergeable_ranks=ranks, special_tokens=spec.special_tokens
+    )
     loaded = _Loaded(encoding, max(map(len, ranks)))
     # tiktoken's Rust core keeps its own copy of the ranks; the Encoding's reference to this
     # dict only serves pickling, which we never do. Emptying it frees about 29 MiB of RSS.
@@ -179,10 +180,9 @@ class TokenCounter:
         for text in texts:
             previous = _SPACE
             for start in range(0, len(text), _CHUNK):
-                chunk = text[start:start + _CHUNK].encode("utf-8", "surrogatepass")
+                chunk = text[start : start + _CHUNK].encode("utf-8", "surrogatepass")
                 classes = chunk.translate(_CLASSES)
-                found += classes.count(_WORD_START) + (previous == _SPACE
-                                                       and classes[0] == _START)
+                found += classes.count(_WORD_START) + (previous == _SPACE and classes[0] == _START)
                 if found > limit:
                     return found
                 previous = classes[-1]

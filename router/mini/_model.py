@@ -35,6 +35,8 @@ def resolve_model_path(model_path: Path | None) -> Path:
             "pass --model-path FILE.gguf."
         ) from None
     if not path.is_file():
-        raise MiniNotInstalled(f"{DEFAULT_MODEL_PACKAGE}.assemble() returned {path}, which "
-                               "is not a file; reinstall it with " + INSTALL_HINT + ".")
+        raise MiniNotInstalled(
+            f"{DEFAULT_MODEL_PACKAGE}.assemble() returned {path}, which "
+            "is not a file; reinstall it with " + INSTALL_HINT + "."
+        )
     return path

@@ -24,8 +24,14 @@ from typing import IO, Self
 from router.mini._errors import INSTALL_HINT, MiniError, MiniExited, MiniNotInstalled
 from router.mini._model import DEFAULT_ALIAS, DEFAULT_CHAT_FORMAT
 
-SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context",
-                  "pydantic_settings")
+SERVER_MODULES = (
+    "llama_cpp",
+    "fastapi",
+    "uvicorn",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
 """What `python -m llama_cpp.server` imports: llama-cpp-python and its `server` extra."""
 
 _PR_SET_PDEATHSIG = 1
@@ -71,16 +77,27 @@ class MiniSettings:
         any data, so a proxy would take one for the first byte of the answer.
         """
         command = [
-            python, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", self.alias,
-            "--chat_format", self.chat_format,
-            "--n_ctx", str(self.ctx),
-            "--host", self.host,
-            "--port", str(self.port),
-            "--interrupt_requests", "false",
-            "--disable_ping_events", "true",
-            "--verbose", "true" if self.verbose else "false",
+            python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.alias,
+            "--chat_format",
+            self.chat_format,
+            "--n_ctx",
+            str(self.ctx),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--interrupt_requests",
+            "false",
+            "--disable_ping_events",
+            "true",
+            "--verbose",
+            "true" if self.verbose else "false",
         ]
         if self.threads is not None:
             command += ["--n_threads", str(self.threads)]
@@ -110,8 +127,14 @@ class LocalMini:
     Its output goes to `output`, or to our stderr so our stdout carries only what we print.
     """
 
-    def __init__(self, settings: MiniSettings, *, output: IO[bytes] | None = None,
-                 log_path: Path | None = None, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        settings: MiniSettings,
+        *,
+        output: IO[bytes] | None = None,
+        log_path: Path | None = None,
+        python: str = sys.executable,
+    ) -> None:
         self.settings = settings
         self._output = output
         self._log_path = log_path
@@ -139,8 +162,10 @@ class LocalMini:
         require_server()
         settings = self.settings
         if _port_in_use(settings.host, settings.port):
-            raise MiniError(f"Port {settings.port} on {settings.host} is already in use: stop "
-                            "what listens there, or pick another port with --port.")
+            raise MiniError(
+                f"Port {settings.port} on {settings.host} is already in use: stop "
+                "what listens there, or pick another port with --port."
+            )
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and flags
             settings.command(self._python),
             stdin=subprocess.DEVNULL,
@@ -162,13 +187,18 @@ class LocalMini:
         while time.monotonic() < deadline:
             code = self._proc.poll()
             if code is not None:
-                raise MiniExited(f"llama.cpp's server exited with status {code} before it "
-                                 f"served.{self._log_hint()}", code)
+                raise MiniExited(
+                    f"llama.cpp's server exited with status {code} before it "
+                    f"served.{self._log_hint()}",
+                    code,
+                )
             if self._serves_alias():
                 return
             time.sleep(_POLL_S)
-        raise MiniError(f"llama.cpp's server did not answer GET {self.base_url}/models within "
-                        f"{timeout_s:.0f}s.{self._log_hint()}")
+        raise MiniError(
+            f"llama.cpp's server did not answer GET {self.base_url}/models within "
+            f"{timeout_s:.0f}s.{self._log_hint()}"
+        )
 
     def _serves_alias(self) -> bool:
         try:
@@ -178,8 +208,7 @@ class LocalMini:
             return False
         models = listing.get("data") if isinstance(listing, dict) else None
         return isinstance(models, list) and any(
-            isinstance(model, dict) and model.get("id") == self.settings.alias
-            for model in models
+            isinstance(model, dict) and model.get("id") == self.settings.alias for model in models
         )
 
     def _log_hint(self) -> str:
@@ -220,6 +249,10 @@ class LocalMini:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

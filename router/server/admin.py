@@ -64,7 +64,8 @@ async def require_admin(request: Request) -> None:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise AuthenticationFailed(
-            "Missing admin key. Send it as 'Authorization: Bearer <ROUTER_ADMIN_KEY>'.")
+            "Missing admin key. Send it as 'Authorization: Bearer <ROUTER_ADMIN_KEY>'."
+        )
     configured: SecretStr | str | None = runtime.config.auth.admin_key
     secret = configured.get_secret_value() if isinstance(configured, SecretStr) else configured
     if secret and constant_time_equals(token, secret):
@@ -72,8 +73,10 @@ async def require_admin(request: Request) -> None:
     if await runtime.keys.lookup(token) is not None:
         raise PermissionDenied("This is a client API key; the admin API needs the admin key.")
     if not secret:
-        raise PermissionDenied("The admin API is disabled: set ROUTER_ADMIN_KEY "
-                               "(auth.admin_key) to enable it.", code="admin_disabled")
+        raise PermissionDenied(
+            "The admin API is disabled: set ROUTER_ADMIN_KEY (auth.admin_key) to enable it.",
+            code="admin_disabled",
+        )
     runtime.keys.failed(client)
     raise AuthenticationFailed("Invalid admin key.")
 
@@ -95,8 +98,9 @@ def _usd(micros: Micros) -> str:
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace(
-        "+00:00", "Z")
+    return (
+        None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    )
 
 
 def _parse_time(value: str | None, name: str) -> float | None:
@@ -110,8 +114,9 @@ def _parse_time(value: str | None, name: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidRequest(f"`{name}` must be epoch seconds or ISO 8601, got {value!r}.",
-                             param=name) from exc
+        raise InvalidRequest(
+            f"`{name}` must be epoch seconds or ISO 8601, got {value!r}.", param=name
+        ) from exc
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
@@ -133,8 +138,9 @@ class BudgetIn(_Body):
 
     def build(self, scope: Scope, scope_id: str) -> Budget:
         try:
-            return Budget(scope, scope_id, self.period, self.limit_usd, self.soft_limit_usd,
-                          self.window_s)
+            return Budget(
+                scope, scope_id, self.period, self.limit_usd, self.soft_limit_usd, self.window_s
+            )
         except ValueError as exc:
             raise InvalidRequest(f"Invalid budget: {exc}.", param="budgets") from exc
 
@@ -169,9 +175,12 @@ class PriceIn(_Body):
 
 def _budget_view(budget: Budget) -> dict[str, Any]:
     return {
-        "scope": budget.scope.value, "scope_id": budget.scope_id,
-        "period": budget.period.value, "window_s": budget.window_s,
-        "limit_usd": _usd(budget.hard_limit), "limit_micros": budget.hard_limit,
+        "scope": budget.scope.value,
+        "scope_id": budget.scope_id,
+        "period": budget.period.value,
+        "window_s": budget.window_s,
+        "limit_usd": _usd(budget.hard_limit),
+        "limit_micros": budget.hard_limit,
         "soft_limit_usd": None if budget.soft_limit is None else _usd(budget.soft_limit),
     }
 
@@ -179,30 +188,42 @@ def _budget_view(budget: Budget) -> dict[str, Any]:
 def _status_view(status: BudgetStatus) -> dict[str, Any]:
     return {
         **_budget_view(status.budget),
-        "spent_usd": _usd(status.spent), "spent_micros": status.spent,
-        "reserved_usd": _usd(status.reserved), "reserved_micros": status.reserved,
-        "remaining_usd": _usd(status.remaining), "remaining_micros": status.remaining,
+        "spent_usd": _usd(status.spent),
+        "spent_micros": status.spent,
+        "reserved_usd": _usd(status.reserved),
+        "reserved_micros": status.reserved,
+        "remaining_usd": _usd(status.remaining),
+        "remaining_micros": status.remaining,
         "resets_at": _iso(status.resets_at),
     }
 
 
 def _key_view(record: KeyRecord) -> dict[str, Any]:
     return {
-        "id": record.key_id, "team": record.team, "name": record.name,
-        "tags": sorted(record.tags), "budgets": [_budget_view(b) for b in record.budgets],
-        "limits": {"rpm": record.limits.rpm, "tpm": record.limits.tpm,
-                   "max_concurrency": record.limits.max_concurrency},
-        "disabled": record.disabled, "created_at": _iso(record.created_at),
+        "id": record.key_id,
+        "team": record.team,
+        "name": record.name,
+        "tags": sorted(record.tags),
+        "budgets": [_budget_view(b) for b in record.budgets],
+        "limits": {
+            "rpm": record.limits.rpm,
+            "tpm": record.limits.tpm,
+            "max_concurrency": record.limits.max_concurrency,
+        },
+        "disabled": record.disabled,
+        "created_at": _iso(record.created_at),
     }
 
 
 def _price_view(price: Price) -> dict[str, Any]:
     return {
-        "model": price.model, "version": price.version,
+        "model": price.model,
+        "version": price.version,
         "effective_from": _iso(price.effective_from),
         "input_per_mtok_usd": _usd(price.input_per_mtok),
         "output_per_mtok_usd": _usd(price.output_per_mtok),
-        "cached_input_per_mtok_usd": None if price.cached_input_per_mtok is None
+        "cached_input_per_mtok_usd": None
+        if price.cached_input_per_mtok is None
         else _usd(price.cached_input_per_mtok),
         "per_request_usd": _usd(price.per_request),
     }
@@ -210,21 +231,33 @@ def _price_view(price: Price) -> dict[str, Any]:
 
 def _entry_view(entry: LedgerEntry) -> dict[str, Any]:
     return {
-        "ts": entry.ts, "time": _iso(entry.ts), "request_id": entry.request_id,
-        "key_id": entry.key_id, "team": entry.team, "backend": entry.backend,
-        "model": entry.model, "price_version": entry.price_version,
-        "prompt_tokens": entry.prompt_tokens, "completion_tokens": entry.completion_tokens,
-        "cached_tokens": entry.cached_tokens, "cost_micros": entry.cost,
-        "cost_usd": _usd(entry.cost), "rule": entry.rule, "fallbacks": list(entry.fallbacks),
-        "latency_ms": entry.latency_ms, "status": entry.status, "extra": entry.extra,
+        "ts": entry.ts,
+        "time": _iso(entry.ts),
+        "request_id": entry.request_id,
+        "key_id": entry.key_id,
+        "team": entry.team,
+        "backend": entry.backend,
+        "model": entry.model,
+        "price_version": entry.price_version,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "cached_tokens": entry.cached_tokens,
+        "cost_micros": entry.cost,
+        "cost_usd": _usd(entry.cost),
+        "rule": entry.rule,
+        "fallbacks": list(entry.fallbacks),
+        "latency_ms": entry.latency_ms,
+        "status": entry.status,
+        "extra": entry.extra,
     }
 
 
 async def _existing_key(runtime: Runtime, key_id: str) -> KeyRecord:
     record = await _store(runtime.store.key_by_id(key_id))
     if record is None:
-        raise NotFound(f"There is no key {key_id!r} (GET /admin/keys lists them).",
-                       code="key_not_found")
+        raise NotFound(
+            f"There is no key {key_id!r} (GET /admin/keys lists them).", code="key_not_found"
+        )
     return record
 
 
@@ -235,9 +268,15 @@ async def create_key(body: CreateKey, request: Request) -> dict[str, Any]:
     plaintext, key_id = generate_key()
     limits = body.limits
     record = KeyRecord(
-        key_id, runtime.keys.hash(plaintext), body.team, body.name, frozenset(body.tags),
+        key_id,
+        runtime.keys.hash(plaintext),
+        body.team,
+        body.name,
+        frozenset(body.tags),
         tuple(b.build(Scope.KEY, key_id) for b in body.budgets),
-        Limits(limits.rpm, limits.tpm, limits.max_concurrency), created_at=time.time())
+        Limits(limits.rpm, limits.tpm, limits.max_concurrency),
+        created_at=time.time(),
+    )
     await _store(runtime.store.put_key(record))
     return {"key": plaintext, **_key_view(record)}
 
@@ -298,8 +337,10 @@ async def get_team_budgets(team: str, request: Request) -> dict[str, Any]:
 @router.get("/prices")
 async def get_prices(request: Request) -> dict[str, Any]:
     book = _runtime(request).prices
-    return {"data": [_price_view(p) for _, p in sorted(book.current().items())],
-            "scheduled": [_price_view(p) for p in book.scheduled()]}
+    return {
+        "data": [_price_view(p) for _, p in sorted(book.current().items())],
+        "scheduled": [_price_view(p) for p in book.scheduled()],
+    }
 
 
 @router.post("/prices", status_code=201)
@@ -307,13 +348,26 @@ async def add_price(body: PriceIn, request: Request) -> dict[str, Any]:
     """A new version; every replica picks it up from the store's notification."""
     runtime = _runtime(request)
     when = body.effective_from
-    effective = time.time() if when is None else when if isinstance(when, float) else (
-        when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    effective = (
+        time.time()
+        if when is None
+        else when
+        if isinstance(when, float)
+        else (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    )
     if not 0 <= effective < _YEAR_10000:
-        raise InvalidRequest("`effective_from` must fall between 1970 and 9999.",
-                             param="effective_from")
-    price = Price(body.model, 0, effective, body.input_per_mtok, body.output_per_mtok,
-                  body.cached_input_per_mtok, body.per_request)
+        raise InvalidRequest(
+            "`effective_from` must fall between 1970 and 9999.", param="effective_from"
+        )
+    price = Price(
+        body.model,
+        0,
+        effective,
+        body.input_per_mtok,
+        body.output_per_mtok,
+        body.cached_input_per_mtok,
+        body.per_request,
+    )
     stored = await _store(runtime.store.add_price(price))
     runtime.prices.apply(stored)
     return _price_view(stored)
@@ -323,8 +377,10 @@ async def add_price(body: PriceIn, request: Request) -> dict[str, Any]:
 async def price_history(model: str, request: Request) -> dict[str, Any]:
     history = _runtime(request).prices.history(model)
     if not history:
-        raise NotFound(f"There is no price for model {model!r} (GET /admin/prices lists "
-                       "them).", code="price_not_found")
+        raise NotFound(
+            f"There is no price for model {model!r} (GET /admin/prices lists them).",
+            code="price_not_found",
+        )
     return {"model": model, "data": [_price_view(p) for p in history]}
 
 
@@ -337,19 +393,33 @@ _GROUPS: dict[str, Callable[[LedgerEntry], str]] = {
 
 
 @router.get("/usage")
-async def usage(request: Request,
-                group_by: Literal["key", "team", "backend", "day"] = "key",
-                since: str | None = None, until: str | None = None) -> dict[str, Any]:
+async def usage(
+    request: Request,
+    group_by: Literal["key", "team", "backend", "day"] = "key",
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
     """Totals from the ledger, so they add up to exactly what was charged."""
     group = _GROUPS[group_by]
     totals: dict[str, dict[str, int]] = {}
-    ledger = _runtime(request).store.ledger(_parse_time(since, "since"),
-                                            _parse_time(until, "until"))
+    ledger = _runtime(request).store.ledger(
+        _parse_time(since, "since"), _parse_time(until, "until")
+    )
     try:
         async for entry in ledger:
-            row = totals.setdefault(group(entry), dict.fromkeys(
-                ("requests", "cost_micros", "prompt_tokens", "completion_tokens",
-                 "cached_tokens"), 0))
+            row = totals.setdefault(
+                group(entry),
+                dict.fromkeys(
+                    (
+                        "requests",
+                        "cost_micros",
+                        "prompt_tokens",
+                        "completion_tokens",
+                        "cached_tokens",
+                    ),
+                    0,
+                ),
+            )
             row["requests"] += 1
             row["cost_micros"] += entry.cost
             row["prompt_tokens"] += entry.prompt_tokens
@@ -357,16 +427,39 @@ async def usage(request: Request,
             row["cached_tokens"] += entry.cached_tokens
     except StoreError as exc:
         raise StoreUnavailable("The store is unreachable; retry shortly.") from exc
-    data = [{"group": name, **row, "cost_usd": _usd(row["cost_micros"])}
-            for name, row in sorted(totals.items())]
+    data = [
+        {"group": name, **row, "cost_usd": _usd(row["cost_micros"])}
+        for name, row in sorted(totals.items())
+    ]
     total = sum(row["cost_micros"] for row in totals.values())
-    return {"group_by": group_by, "data": data, "total_cost_micros": total,
-            "total_cost_usd": _usd(total)}
+    return {
+        "group_by": group_by,
+        "data": data,
+        "total_cost_micros": total,
+        "total_cost_usd": _usd(total),
+    }
 
 
-_CSV_FIELDS = ["time", "ts", "request_id", "key_id", "team", "backend", "model",
-               "price_version", "prompt_tokens", "completion_tokens", "cached_tokens",
-               "cost_micros", "cost_usd", "rule", "fallbacks", "latency_ms", "status", "extra"]
+_CSV_FIELDS = [
+    "time",
+    "ts",
+    "request_id",
+    "key_id",
+    "team",
+    "backend",
+    "model",
+    "price_version",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_micros",
+    "cost_usd",
+    "rule",
+    "fallbacks",
+    "latency_ms",
+    "status",
+    "extra",
+]
 
 
 def _csv_line(row: dict[str, Any] | list[str]) -> str:
@@ -375,20 +468,32 @@ def _csv_line(row: dict[str, Any] | list[str]) -> str:
     if isinstance(row, list):
         writer.writerow(row)
     else:
-        writer.writerow([
-            " ".join(row[f]) if f == "fallbacks" else json.dumps(row[f], sort_keys=True)
-            if f == "extra" else row[f] for f in _CSV_FIELDS])
+        writer.writerow(
+            [
+                " ".join(row[f])
+                if f == "fallbacks"
+                else json.dumps(row[f], sort_keys=True)
+                if f == "extra"
+                else row[f]
+                for f in _CSV_FIELDS
+            ]
+        )
     return out.getvalue()
 
 
 @router.get("/ledger")
-async def ledger(request: Request, format: Literal["jsonl", "csv"] = "jsonl",
-                 since: str | None = None, until: str | None = None) -> StreamingResponse:
+async def ledger(
+    request: Request,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    since: str | None = None,
+    until: str | None = None,
+) -> StreamingResponse:
     """Every settled and reconciled request in time order, streamed. The first entry is
     read before answering, so an unreachable store is a clean 503; a store lost mid-export
     ends the stream early (logged), since the status line has already gone out."""
-    entries = _runtime(request).store.ledger(_parse_time(since, "since"),
-                                             _parse_time(until, "until"))
+    entries = _runtime(request).store.ledger(
+        _parse_time(since, "since"), _parse_time(until, "until")
+    )
     first = await _store(anext(entries, None))
 
     def line(entry: LedgerEntry) -> str:
@@ -408,14 +513,17 @@ async def ledger(request: Request, format: Literal["jsonl", "csv"] = "jsonl",
             log.error("ledger export cut short: the store stopped answering (%s)", exc)
 
     media = "text/csv" if format == "csv" else "application/x-ndjson"
-    return StreamingResponse(lines(), media_type=media, headers={
-        "content-disposition": f'attachment; filename="ledger.{format}"'})
+    return StreamingResponse(
+        lines(),
+        media_type=media,
+        headers={"content-disposition": f'attachment; filename="ledger.{format}"'},
+    )
 
 
 @router.post("/reconcile")
-async def reconcile(request: Request,
-                    older_than_s: Annotated[float, Query(ge=0, le=10**9)] = 600.0
-                    ) -> JSONResponse:
+async def reconcile(
+    request: Request, older_than_s: Annotated[float, Query(ge=0, le=10**9)] = 600.0
+) -> JSONResponse:
     """Charge reservations older than `older_than_s` at their reserved amount: their
     process died before settling, and nothing is forgiven silently."""
     store = _runtime(request).store
@@ -425,5 +533,11 @@ async def reconcile(request: Request,
         if entry is not None:
             reconciled.append(_entry_view(entry))
     charged = sum(e["cost_micros"] for e in reconciled)
-    return JSONResponse({"reconciled": reconciled, "count": len(reconciled),
-                         "charged_micros": charged, "charged_usd": _usd(charged)})
+    return JSONResponse(
+        {
+            "reconciled": reconciled,
+            "count": len(reconciled),
+            "charged_micros": charged,
+            "charged_usd": _usd(charged),
+        }
+    )

@@ -34,8 +34,9 @@ def _error_response(request: Request, error: RouterError) -> Response:
     if runtime is not None:
         runtime.observer.rejected(request_id, request.url.path, error)
     headers = {"x-request-id": request_id, **error.headers()}
-    return Response(error.body(), status_code=error.status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        error.body(), status_code=error.status, media_type="application/json", headers=headers
+    )
 
 
 async def _router_error(request: Request, exc: Exception) -> Response:
@@ -56,27 +57,43 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         error: RouterError = NotFound(
             f"There is no route {request.url.path}. The API lives under /v1 "
-            "(POST /v1/chat/completions, GET /v1/models).", code="unknown_url"
+            "(POST /v1/chat/completions, GET /v1/models).",
+            code="unknown_url",
         )
     else:
-        error = InvalidRequest(f"{exc.detail} ({request.method} {request.url.path}).",
-                               code="http_error")
+        error = InvalidRequest(
+            f"{exc.detail} ({request.method} {request.url.path}).", code="http_error"
+        )
         error.status = exc.status_code
     return _error_response(request, error)
 
 
 async def _unexpected_error(request: Request, exc: BaseException) -> Response:
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
-    error = RouterError("The router hit an internal error. Retry; if it persists, report the "
-                        "x-request-id to the operator.", code="internal_error")
+    error = RouterError(
+        "The router hit an internal error. Retry; if it persists, report the "
+        "x-request-id to the operator.",
+        code="internal_error",
+    )
     return _error_response(request, error)
 
 
-_CHAT_BODY = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["model", "messages"],
-    "properties": {"model": {"type": "string"},
-                   "messages": {"type": "array", "items": {"type": "object"}},
-                   "stream": {"type": "boolean"}}}}}}
+_CHAT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["model", "messages"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "messages": {"type": "array", "items": {"type": "object"}},
+                    "stream": {"type": "boolean"},
+                },
+            }
+        }
+    },
+}
 """OpenAI's chat body, at its least: the route reads the raw request (everything else passes
 through to the backend), so FastAPI cannot infer it."""
 
@@ -111,10 +128,16 @@ def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_api_route("/v1/chat/completions", chat.chat_completions, methods=["POST"],
-                      tags=["client"], openapi_extra={"requestBody": _CHAT_BODY})
-    app.add_api_route("/chat/completions", chat.chat_completions, methods=["POST"],
-                      include_in_schema=False)
+    app.add_api_route(
+        "/v1/chat/completions",
+        chat.chat_completions,
+        methods=["POST"],
+        tags=["client"],
+        openapi_extra={"requestBody": _CHAT_BODY},
+    )
+    app.add_api_route(
+        "/chat/completions", chat.chat_completions, methods=["POST"], include_in_schema=False
+    )
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["ops"])
     app.include_router(probes.router)
     app.include_router(policy_router)
@@ -133,8 +156,10 @@ class HotPath:
     def __init__(self, app: FastAPI, max_header_bytes: int) -> None:
         self.app = app
         self._max_header_bytes = max_header_bytes
-        self._routes = {("POST", "/v1/chat/completions"): chat.chat_completions,
-                        ("POST", "/chat/completions"): chat.chat_completions}
+        self._routes = {
+            ("POST", "/v1/chat/completions"): chat.chat_completions,
+            ("POST", "/chat/completions"): chat.chat_completions,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -145,7 +170,9 @@ class HotPath:
             request = Request(scope, receive)
             too_big = PayloadTooLarge(
                 f"The request headers exceed {self._max_header_bytes} bytes. Send fewer or "
-                "smaller headers.", code="headers_too_large")
+                "smaller headers.",
+                code="headers_too_large",
+            )
             too_big.status = 431
             await _error_response(request, too_big)(scope, receive, send)
             return

@@ -17,8 +17,7 @@ from router.server.admin import require_admin
 from router.supply.manager import SupplyManager
 from router.supply.model import Force
 
-router = APIRouter(prefix="/admin/backends", tags=["admin"],
-                   dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin/backends", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 def _supply(request: Request) -> SupplyManager:
@@ -28,8 +27,10 @@ def _supply(request: Request) -> SupplyManager:
 
 def _known(supply: SupplyManager, name: str) -> None:
     if name not in supply.status():
-        raise NotFound(f"There is no backend {name!r}. GET /admin/backends lists them.",
-                       code="backend_not_found")
+        raise NotFound(
+            f"There is no backend {name!r}. GET /admin/backends lists them.",
+            code="backend_not_found",
+        )
 
 
 @router.get("")
@@ -56,8 +57,7 @@ async def undrain(name: str, request: Request) -> dict[str, object]:
 
 
 @router.post("/{name}/force")
-async def force(name: str, request: Request,
-                state: Annotated[Force, Query()]) -> dict[str, object]:
+async def force(name: str, request: Request, state: Annotated[Force, Query()]) -> dict[str, object]:
     """Hold the breaker open or closed on every replica, or hand it back (`auto`); any
     change restarts the breaker's evidence."""
     supply = _supply(request)

@@ -29,8 +29,10 @@ async def read_json_body(request: Request, max_bytes: int, max_depth: int) -> JS
                 )
             chunks.append(chunk)
     except ClientDisconnect:
-        gone = InvalidRequest("The client closed the connection before the whole body "
-                              "arrived.", code="client_disconnected")
+        gone = InvalidRequest(
+            "The client closed the connection before the whole body arrived.",
+            code="client_disconnected",
+        )
         gone.status = 499  # nginx's "client closed request": nobody reads this answer
         raise gone from None
     try:
@@ -58,8 +60,9 @@ def _depth_exceeds(value: object, limit: int) -> bool:
         if depth > limit:
             return True
         if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values()
-                         if isinstance(child, dict | list))
+            stack.extend(
+                (child, depth + 1) for child in node.values() if isinstance(child, dict | list)
+            )
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
     return False

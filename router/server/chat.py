@@ -49,14 +49,20 @@ def pinned_backend(body: JSONObject, runtime: Runtime) -> str | None:
     """The backend a client pinned, or None for a routed alias; 404 for anything else."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest("`model` is required: use one of " + _models_hint(runtime) + ".",
-                             param="model", code="missing_model")
+        raise InvalidRequest(
+            "`model` is required: use one of " + _models_hint(runtime) + ".",
+            param="model",
+            code="missing_model",
+        )
     if model in runtime.config.backends:
         return model
     if model in runtime.aliases:
         return None
-    raise NotFound(f"The model {model!r} does not exist here. Use one of "
-                   f"{_models_hint(runtime)} (GET /v1/models lists them).", param="model")
+    raise NotFound(
+        f"The model {model!r} does not exist here. Use one of "
+        f"{_models_hint(runtime)} (GET /v1/models lists them).",
+        param="model",
+    )
 
 
 def _models_hint(runtime: Runtime) -> str:
@@ -74,8 +80,10 @@ def _targets(routed: Routed, runtime: Runtime) -> list[Target]:
         body["model"] = backend.model
         if routed.features.stream:
             options = body.get("stream_options")
-            body["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                      "include_usage": True}
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
         body.pop("max_tokens", None)
         body.pop("max_completion_tokens", None)
         limit = runtime.output_limit(routed.features, routed.decision, name)
@@ -119,9 +127,12 @@ async def _route(request: Request, runtime: Runtime) -> Routed:
     pinned = pinned_backend(body, runtime)
     features = runtime.inspect(body, request.headers)
     if features.message_count > limits.max_messages:
-        raise InvalidRequest(f"The request has {features.message_count} messages; the limit is "
-                             f"{limits.max_messages}.", param="messages",
-                             code="too_many_messages")
+        raise InvalidRequest(
+            f"The request has {features.message_count} messages; the limit is "
+            f"{limits.max_messages}.",
+            param="messages",
+            code="too_many_messages",
+        )
     decision = runtime.decide(features, key, pinned)
     if decision.rejection is not None:
         raise runtime.rejection_error(decision)
@@ -147,9 +158,7 @@ async def chat_completions(request: Request) -> Response:
         if routed.features.stream:
             backend, events = await runtime.dispatcher.stream(targets, deadline, routed.hops)
         else:
-            backend, completion = await runtime.dispatcher.complete(
-                targets, deadline, routed.hops
-            )
+            backend, completion = await runtime.dispatcher.complete(targets, deadline, routed.hops)
             upstream_s = time.monotonic() - routed.dispatched
     except BaseException:
         await asyncio.shield(runtime.accountant.release(routed.admission))
@@ -158,21 +167,30 @@ async def chat_completions(request: Request) -> Response:
     if routed.features.stream:
         wants_usage = _client_wants_usage(routed.body)
         relay = Relay(
-            backend, events, StreamMeter(strip_usage_chunk=not wants_usage),
-            usage_of=partial(_stream_usage, runtime, routed), wants_usage=wants_usage,
-            on_end=partial(_settle_stream, runtime, routed), spawn=runtime.spawn,
+            backend,
+            events,
+            StreamMeter(strip_usage_chunk=not wants_usage),
+            usage_of=partial(_stream_usage, runtime, routed),
+            wants_usage=wants_usage,
+            on_end=partial(_settle_stream, runtime, routed),
+            spawn=runtime.spawn,
         )
         return RelayResponse(relay, headers)
     usage = usage_from(completion.payload) or _counted_usage(
         runtime, routed, generated_text(completion.payload)
     )
     entry = await runtime.accountant.settle(
-        routed.admission, backend, usage, rule=routed.decision.rule,
-        fallbacks=routed.hops.names, latency_ms=_elapsed_ms(routed),
+        routed.admission,
+        backend,
+        usage,
+        rule=routed.decision.rule,
+        fallbacks=routed.hops.names,
+        latency_ms=_elapsed_ms(routed),
     )
     headers["x-router-cost-usd"] = _usd(entry.cost)
-    runtime.observer.served(routed, backend, usage, entry.cost, stream=False,
-                            upstream_s=upstream_s, status="ok")
+    runtime.observer.served(
+        routed, backend, usage, entry.cost, stream=False, upstream_s=upstream_s, status="ok"
+    )
     return Response(completion.body, media_type=_JSON, headers=headers)
 
 
@@ -198,11 +216,24 @@ def _stream_usage(runtime: Runtime, routed: Routed, meter: StreamMeter) -> Usage
     return meter.usage or _counted_usage(runtime, routed, meter.text)
 
 
-async def _settle_stream(runtime: Runtime, routed: Routed, backend: str, usage: Usage,
-                         status: str) -> None:
+async def _settle_stream(
+    runtime: Runtime, routed: Routed, backend: str, usage: Usage, status: str
+) -> None:
     entry = await runtime.accountant.settle(
-        routed.admission, backend, usage, rule=routed.decision.rule,
-        fallbacks=routed.hops.names, latency_ms=_elapsed_ms(routed), status=status,
+        routed.admission,
+        backend,
+        usage,
+        rule=routed.decision.rule,
+        fallbacks=routed.hops.names,
+        latency_ms=_elapsed_ms(routed),
+        status=status,
     )
-    runtime.observer.served(routed, backend, usage, entry.cost, stream=True,
-                            upstream_s=time.monotonic() - routed.dispatched, status=status)
+    runtime.observer.served(
+        routed,
+        backend,
+        usage,
+        entry.cost,
+        stream=True,
+        upstream_s=time.monotonic() - routed.dispatched,
+        status=status,
+    )

@@ -19,12 +19,15 @@ from router.errors import PayloadTooLarge
 def _too_large_response(limit: int) -> bytes:
     error = PayloadTooLarge(
         f"The request head exceeds {limit} bytes. Send fewer or smaller headers.",
-        code="headers_too_large")
+        code="headers_too_large",
+    )
     body = error.body()
-    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):

@@ -47,6 +47,9 @@ async def reload_policy(request: Request) -> dict[str, object]:
             + " | ".join(p.render(source) for p in errors),
             code="policy_invalid",
         )
-    return {"status": "reloaded", "policy": source,
-            "rules": len(runtime.policy.engine.rules),
-            "warnings": [p.render(source) for p in problems]}
+    return {
+        "status": "reloaded",
+        "policy": source,
+        "rules": len(runtime.policy.engine.rules),
+        "warnings": [p.render(source) for p in problems],
+    }

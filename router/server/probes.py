@@ -25,8 +25,10 @@ async def readyz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     problems = await runtime.readiness_problems()
     status = 200 if not problems else 503
-    return JSONResponse({"status": "ready" if not problems else "not_ready",
-                         "problems": problems}, status_code=status)
+    return JSONResponse(
+        {"status": "ready" if not problems else "not_ready", "problems": problems},
+        status_code=status,
+    )
 
 
 @router.get("/v1/models", tags=["client"])

@@ -28,9 +28,17 @@ def stream_error_event(message: str) -> bytes:
 
 
 class Relay:
-    def __init__(self, backend: str, events: EventStream, meter: StreamMeter, *,
-                 usage_of: UsageOf, wants_usage: bool, on_end: OnEnd,
-                 spawn: Callable[[Coroutine[None, None, None]], None]) -> None:
+    def __init__(
+        self,
+        backend: str,
+        events: EventStream,
+        meter: StreamMeter,
+        *,
+        usage_of: UsageOf,
+        wants_usage: bool,
+        on_end: OnEnd,
+        spawn: Callable[[Coroutine[None, None, None]], None],
+    ) -> None:
         self._backend = backend
         self._events = events
         self._meter = meter
@@ -110,8 +118,7 @@ class RelayResponse(StreamingResponse):
         streaming = asyncio.ensure_future(self._send_events(send))
         hangup = asyncio.ensure_future(_hang_up(receive))
         try:
-            done, _ = await asyncio.wait((streaming, hangup),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((streaming, hangup), return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (streaming, hangup):
                 task.cancel()
@@ -121,8 +128,9 @@ class RelayResponse(StreamingResponse):
             streaming.result()
 
     async def _send_events(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code,
-                    "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         async for chunk in self.body_iterator:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

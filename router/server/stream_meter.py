@@ -69,7 +69,7 @@ class StreamMeter:
         for line in event.split(b"\n"):
             if not line.startswith(_DATA):
                 continue
-            data = line[len(_DATA):].strip()
+            data = line[len(_DATA) :].strip()
             if data == _DONE:
                 self.done = True
                 continue
@@ -78,8 +78,7 @@ class StreamMeter:
             except orjson.JSONDecodeError:
                 continue
             if not self.identity and isinstance(payload, dict):
-                self.identity = {k: payload[k] for k in ("id", "created", "model")
-                                 if k in payload}
+                self.identity = {k: payload[k] for k in ("id", "created", "model") if k in payload}
             usage = usage_from(payload)
             if usage is not None:
                 self.usage = usage

@@ -181,12 +181,14 @@ class Store(Protocol):
     async def settle(self, settlement: Settlement) -> tuple[BudgetStatus, ...]:
         """Swap the reservation for the actual cost, release the lease, write the ledger."""
 
-    async def release(self, request_id: str, key_id: str, team: str,
-                      budgets: tuple[Budget, ...]) -> None:
+    async def release(
+        self, request_id: str, key_id: str, team: str, budgets: tuple[Budget, ...]
+    ) -> None:
         """Drop a reservation and lease without charging: the request was never served."""
 
-    async def budget_status(self, team: str,
-                            budgets: tuple[Budget, ...]) -> tuple[BudgetStatus, ...]:
+    async def budget_status(
+        self, team: str, budgets: tuple[Budget, ...]
+    ) -> tuple[BudgetStatus, ...]:
         """Read where each budget stands, without changing anything. `team` is the team the
         budgets belong to (a key budget lives with its key's team)."""
 
@@ -217,8 +219,9 @@ class Store(Protocol):
     async def team_budgets(self, team: str) -> tuple[Budget, ...]:
         """The team's budgets, empty when none are set."""
 
-    def ledger(self, since: float | None = None,
-               until: float | None = None) -> AsyncIterator[LedgerEntry]:
+    def ledger(
+        self, since: float | None = None, until: float | None = None
+    ) -> AsyncIterator[LedgerEntry]:
         """Settled requests in time order."""
 
     async def stale_reservations(self, older_than_s: float) -> list[tuple[str, str, Micros]]:

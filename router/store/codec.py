@@ -41,21 +41,23 @@ def budgets_from_json(raw: str | None) -> tuple[Budget, ...]:
 
 
 def key_to_json(record: KeyRecord) -> str:
-    return json.dumps({
-        "key_id": record.key_id,
-        "key_hash": record.key_hash,
-        "team": record.team,
-        "name": record.name,
-        "tags": sorted(record.tags),
-        "budgets": [budget_to_dict(b) for b in record.budgets],
-        "limits": {
-            "rpm": record.limits.rpm,
-            "tpm": record.limits.tpm,
-            "max_concurrency": record.limits.max_concurrency,
-        },
-        "disabled": record.disabled,
-        "created_at": record.created_at,
-    })
+    return json.dumps(
+        {
+            "key_id": record.key_id,
+            "key_hash": record.key_hash,
+            "team": record.team,
+            "name": record.name,
+            "tags": sorted(record.tags),
+            "budgets": [budget_to_dict(b) for b in record.budgets],
+            "limits": {
+                "rpm": record.limits.rpm,
+                "tpm": record.limits.tpm,
+                "max_concurrency": record.limits.max_concurrency,
+            },
+            "disabled": record.disabled,
+            "created_at": record.created_at,
+        }
+    )
 
 
 def key_from_json(raw: str) -> KeyRecord:
@@ -76,16 +78,19 @@ def key_from_json(raw: str) -> KeyRecord:
 def price_to_json(price: Price) -> str:
     """Every value a string: the add_price script decodes and re-encodes it with cjson,
     which would print large numbers with 14 significant digits."""
-    return json.dumps({
-        "model": price.model,
-        "version": str(price.version),
-        "effective_from": repr(price.effective_from),
-        "input_per_mtok": str(price.input_per_mtok),
-        "output_per_mtok": str(price.output_per_mtok),
-        "cached_input_per_mtok": "" if price.cached_input_per_mtok is None
-        else str(price.cached_input_per_mtok),
-        "per_request": str(price.per_request),
-    })
+    return json.dumps(
+        {
+            "model": price.model,
+            "version": str(price.version),
+            "effective_from": repr(price.effective_from),
+            "input_per_mtok": str(price.input_per_mtok),
+            "output_per_mtok": str(price.output_per_mtok),
+            "cached_input_per_mtok": ""
+            if price.cached_input_per_mtok is None
+            else str(price.cached_input_per_mtok),
+            "per_request": str(price.per_request),
+        }
+    )
 
 
 def price_from_json(raw: str) -> Price:
@@ -144,5 +149,5 @@ def entry_from_fields(fields: dict[str, str]) -> LedgerEntry:
         latency_ms=int(fields["latency_ms"]),
         status=fields["status"],
         ts=float(fields["ts"]),
-        extra={k[len(_EXTRA):]: v for k, v in fields.items() if k.startswith(_EXTRA)},
+        extra={k[len(_EXTRA) :]: v for k, v in fields.items() if k.startswith(_EXTRA)},
     )

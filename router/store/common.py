@@ -22,12 +22,14 @@ RECONCILED = "reconciled"
 
 
 def status(budget: Budget, spent: int, reserved: int, resets_at_ms: int | None) -> BudgetStatus:
-    return BudgetStatus(budget, spent, reserved,
-                        None if resets_at_ms is None else resets_at_ms / 1000)
+    return BudgetStatus(
+        budget, spent, reserved, None if resets_at_ms is None else resets_at_ms / 1000
+    )
 
 
-def admit_result(verdict: str, denied_index: int, retry_ms: int,
-                 statuses: tuple[BudgetStatus, ...]) -> AdmitResult:
+def admit_result(
+    verdict: str, denied_index: int, retry_ms: int, statuses: tuple[BudgetStatus, ...]
+) -> AdmitResult:
     """Translate a script verdict ('ok', 'dup', 'taken', or a Denial value) into an
     AdmitResult."""
     if verdict in ("ok", "dup"):
@@ -44,8 +46,9 @@ def admit_result(verdict: str, denied_index: int, retry_ms: int,
     )
 
 
-def reconciled_entry(request_id: str, team: str, key_id: str, amount: Micros,
-                     reserved_at: float, now: float) -> LedgerEntry:
+def reconciled_entry(
+    request_id: str, team: str, key_id: str, amount: Micros, reserved_at: float, now: float
+) -> LedgerEntry:
     """An orphaned reservation, charged at what it reserved: its process died before
     settling, so the actual usage is unknown and the worst case stands."""
     return LedgerEntry(

@@ -31,21 +31,34 @@ def _memory(parts: SplitResult, opts: _Options) -> Store:
 
 def _redis(parts: SplitResult, opts: _Options) -> Store:
     connection = connect(parts.geturl(), opts.timeout_s, opts.max_connections)
-    return RedisStore(connection.client, key_prefix=opts.key_prefix,
-                      on_close=connection.closers, scripts=connection.scripts)
+    return RedisStore(
+        connection.client,
+        key_prefix=opts.key_prefix,
+        on_close=connection.closers,
+        scripts=connection.scripts,
+    )
 
 
 _OPENERS: dict[str, Callable[[SplitResult, _Options], Store]] = {
-    "memory": _memory, **dict.fromkeys(SCHEMES, _redis),
+    "memory": _memory,
+    **dict.fromkeys(SCHEMES, _redis),
 }
 
 
-def open_store(url: str, *, key_prefix: str, timeout_s: float, clock: Clock = time.time,
-               max_connections: int = 64) -> Store:
+def open_store(
+    url: str,
+    *,
+    key_prefix: str,
+    timeout_s: float,
+    clock: Clock = time.time,
+    max_connections: int = 64,
+) -> Store:
     """The store named by `url`. Connections open lazily, on first use."""
     parts = urlsplit(url)
     opener = _OPENERS.get(parts.scheme)
     if opener is None:
-        raise ValueError(f"unsupported store URL scheme {parts.scheme!r}; "
-                         f"use one of {', '.join(sorted(_OPENERS))}")
+        raise ValueError(
+            f"unsupported store URL scheme {parts.scheme!r}; "
+            f"use one of {', '.join(sorted(_OPENERS))}"
+        )
     return opener(parts, _Options(key_prefix, timeout_s, clock, max_connections))

@@ -82,14 +82,21 @@ class MemoryStore:
     async def close(self) -> None:
         self._listeners.clear()
 
-    def _statuses(self, team: str, budgets: tuple[Budget, ...], now: int, *,
-                  purge: bool) -> list[tuple[BudgetStatus, str, str, str]]:
+    def _statuses(
+        self, team: str, budgets: tuple[Budget, ...], now: int, *, purge: bool
+    ) -> list[tuple[BudgetStatus, str, str, str]]:
         out = []
         for budget in budgets:
             counter = self._names.budget(team, budget)
             read = read_budget(self._counters[counter], budget, now, purge=purge)
-            out.append((status(budget, read.spent, read.reserved, read.resets_at_ms),
-                        counter, read.reserved_field, read.spent_field))
+            out.append(
+                (
+                    status(budget, read.spent, read.reserved, read.resets_at_ms),
+                    counter,
+                    read.reserved_field,
+                    read.spent_field,
+                )
+            )
         return out
 
     async def admit(self, request: AdmitRequest) -> AdmitResult:
@@ -99,8 +106,7 @@ class MemoryStore:
         statuses = tuple(r[0] for r in reads)
         held = self._reservations[team].get(rid)
         if held is not None:
-            return admit_result("dup" if held.nonce == request.nonce else "taken", 0, 0,
-                                statuses)
+            return admit_result("dup" if held.nonce == request.nonce else "taken", 0, 0, statuses)
         if rid in self._settled[team]:
             return admit_result("taken", 0, 0, statuses)
 
@@ -113,8 +119,13 @@ class MemoryStore:
         for verdict, kind, cost, limit in checks:
             if limit is None:
                 continue
-            wait = wait_ms(rate.get(f"{kind}:{minute - 1}", 0), rate.get(f"{kind}:{minute}", 0),
-                           cost, limit, elapsed)
+            wait = wait_ms(
+                rate.get(f"{kind}:{minute - 1}", 0),
+                rate.get(f"{kind}:{minute}", 0),
+                cost,
+                limit,
+                elapsed,
+            )
             if wait > 0:
                 return admit_result(verdict, 0, wait, statuses)
 
@@ -122,12 +133,13 @@ class MemoryStore:
         for lease in [r for r, expiry in leases.items() if expiry <= now]:
             del leases[lease]
         if limits.max_concurrency is not None and len(leases) >= limits.max_concurrency:
-            return admit_result("concurrency", 0, min(1000, min(leases.values()) - now),
-                                statuses)
+            return admit_result("concurrency", 0, min(1000, min(leases.values()) - now), statuses)
 
         for index, budget_status in enumerate(statuses, start=1):
-            if budget_status.spent + budget_status.reserved + request.reserve \
-                    > budget_status.budget.hard_limit:
+            if (
+                budget_status.spent + budget_status.reserved + request.reserve
+                > budget_status.budget.hard_limit
+            ):
                 return admit_result("budget", index, 0, statuses)
 
         rate[f"r:{minute}"] = rate.get(f"r:{minute}", 0) + 1
@@ -139,27 +151,29 @@ class MemoryStore:
             fields[reserved_field] = fields.get(reserved_field, 0) + request.reserve
             refs.append(_Ref(counter, reserved_field, spent_field, budget_status.budget))
         self._reservations[team][rid] = _Reservation(
-            request.reserve, request.key_id, now, minute, request.tokens, tuple(refs),
-            request.nonce)
-        return admit_result("ok", 0, 0, tuple(
-            replace(s, reserved=s.reserved + request.reserve) for s in statuses))
+            request.reserve, request.key_id, now, minute, request.tokens, tuple(refs), request.nonce
+        )
+        return admit_result(
+            "ok", 0, 0, tuple(replace(s, reserved=s.reserved + request.reserve) for s in statuses)
+        )
 
-    def _charge(self, counter: str, budget: Budget, spent_field: str, cost: Micros,
-                now: int) -> None:
+    def _charge(
+        self, counter: str, budget: Budget, spent_field: str, cost: Micros, now: int
+    ) -> None:
         fields = self._counters[counter]
         if budget.period is Period.ROLLING or not spent_field:
             spent_field = read_budget(fields, budget, now, purge=False).spent_field
         fields[spent_field] = fields.get(spent_field, 0) + cost
 
-    def _settle(self, settlement: Settlement, tokens: int | None, *,
-                must_exist: bool) -> tuple[str, tuple[BudgetStatus, ...]]:
+    def _settle(
+        self, settlement: Settlement, tokens: int | None, *, must_exist: bool
+    ) -> tuple[str, tuple[BudgetStatus, ...]]:
         """The twin of settle.lua: verdict 'ok', 'dup' or 'gone', and budget statuses."""
         now = self._now_ms()
         team, rid = settlement.team, settlement.request_id
 
         def statuses() -> tuple[BudgetStatus, ...]:
-            return tuple(r[0] for r in self._statuses(team, settlement.budgets, now,
-                                                      purge=False))
+            return tuple(r[0] for r in self._statuses(team, settlement.budgets, now, purge=False))
 
         settled = self._settled[team]
         if rid in settled:
@@ -187,19 +201,22 @@ class MemoryStore:
 
     async def settle(self, settlement: Settlement) -> tuple[BudgetStatus, ...]:
         entry = settlement.entry
-        return self._settle(settlement, entry.prompt_tokens + entry.completion_tokens,
-                            must_exist=False)[1]
+        return self._settle(
+            settlement, entry.prompt_tokens + entry.completion_tokens, must_exist=False
+        )[1]
 
-    async def release(self, request_id: str, key_id: str, team: str,
-                      budgets: tuple[Budget, ...]) -> None:
+    async def release(
+        self, request_id: str, key_id: str, team: str, budgets: tuple[Budget, ...]
+    ) -> None:
         self._leases[self._names.leases(team, key_id)].pop(request_id, None)
         reservation = self._reservations[team].pop(request_id, None)
         if reservation is not None:
             for ref in reservation.refs:
                 unreserve(self._counters[ref.counter], ref.reserved_field, reservation.amount)
 
-    async def budget_status(self, team: str,
-                            budgets: tuple[Budget, ...]) -> tuple[BudgetStatus, ...]:
+    async def budget_status(
+        self, team: str, budgets: tuple[Budget, ...]
+    ) -> tuple[BudgetStatus, ...]:
         return tuple(r[0] for r in self._statuses(team, budgets, self._now_ms(), purge=False))
 
     async def add_price(self, price: Price) -> Price:
@@ -238,8 +255,9 @@ class MemoryStore:
     async def team_budgets(self, team: str) -> tuple[Budget, ...]:
         return self._team_budgets.get(team, ())
 
-    async def ledger(self, since: float | None = None,
-                     until: float | None = None) -> AsyncIterator[LedgerEntry]:
+    async def ledger(
+        self, since: float | None = None, until: float | None = None
+    ) -> AsyncIterator[LedgerEntry]:
         entries = sorted(self._ledger, key=lambda e: e.ts)
         for entry in entries:
             if (since is None or entry.ts >= since) and (until is None or entry.ts <= until):
@@ -247,18 +265,25 @@ class MemoryStore:
 
     async def stale_reservations(self, older_than_s: float) -> list[tuple[str, str, Micros]]:
         cutoff = self._now_ms() - int(older_than_s * 1000)
-        return [(rid, team, r.amount)
-                for team, held in self._reservations.items()
-                for rid, r in sorted(held.items(), key=lambda item: item[1].at_ms)
-                if r.at_ms <= cutoff]
+        return [
+            (rid, team, r.amount)
+            for team, held in self._reservations.items()
+            for rid, r in sorted(held.items(), key=lambda item: item[1].at_ms)
+            if r.at_ms <= cutoff
+        ]
 
     async def reconcile(self, request_id: str, team: str) -> LedgerEntry | None:
         reservation = self._reservations[team].get(request_id)
         if reservation is None:
             return None
-        entry = reconciled_entry(request_id, team, reservation.key_id, reservation.amount,
-                                 reservation.at_ms / 1000, self._clock())
-        settlement = Settlement(request_id, reservation.key_id, team, (), reservation.amount,
-                                entry)
+        entry = reconciled_entry(
+            request_id,
+            team,
+            reservation.key_id,
+            reservation.amount,
+            reservation.at_ms / 1000,
+            self._clock(),
+        )
+        settlement = Settlement(request_id, reservation.key_id, team, (), reservation.amount, entry)
         verdict, _ = self._settle(settlement, None, must_exist=True)
         return self._ledger[-1] if verdict == "ok" else None

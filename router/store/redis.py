@@ -64,8 +64,9 @@ def _guard(op: str) -> Iterator[None]:
     try:
         yield
     except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
-        raise StoreError(f"redis {op} failed: {type(exc).__name__}: {exc}",
-                         maybe_applied=maybe_applied(exc)) from exc
+        raise StoreError(
+            f"redis {op} failed: {type(exc).__name__}: {exc}", maybe_applied=maybe_applied(exc)
+        ) from exc
 
 
 def _opt(value: int | None) -> str:
@@ -78,8 +79,12 @@ def _budget_args(budgets: Sequence[Budget]) -> list[str]:
 
 def _statuses(budgets: Sequence[Budget], flat: Sequence[Any]) -> tuple[BudgetStatus, ...]:
     return tuple(
-        status(b, int(flat[3 * i]), int(flat[3 * i + 1]),
-               int(flat[3 * i + 2]) if flat[3 * i + 2] != "" else None)
+        status(
+            b,
+            int(flat[3 * i]),
+            int(flat[3 * i + 1]),
+            int(flat[3 * i + 2]) if flat[3 * i + 2] != "" else None,
+        )
         for i, b in enumerate(budgets)
     )
 
@@ -92,9 +97,14 @@ def _stream_id(raw: str) -> tuple[int, int]:
 class RedisStore:
     """Store over a redis-py asyncio client created with decode_responses=True."""
 
-    def __init__(self, client: RedisClient, *, key_prefix: str,
-                 on_close: Sequence[Callable[[], Awaitable[object]]] = (),
-                 scripts: ScriptConnection | None = None) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        key_prefix: str,
+        on_close: Sequence[Callable[[], Awaitable[object]]] = (),
+        scripts: ScriptConnection | None = None,
+    ) -> None:
         # redis-py types replies as bytes | str | None unions; with decode_responses every
         # reply is str, so the client is used untyped and replies are converted where read.
         self._client: Any = client
@@ -113,10 +123,12 @@ class RedisStore:
         with _guard(verb):
             try:
                 if self._lane is not None:
-                    return await self._lane.call("EVALSHA", script.sha, str(len(keys)),
-                                                 *keys, *args)
+                    return await self._lane.call(
+                        "EVALSHA", script.sha, str(len(keys)), *keys, *args
+                    )
                 return await self._client.execute_command(
-                    "EVALSHA", script.sha, len(keys), *keys, *args)
+                    "EVALSHA", script.sha, len(keys), *keys, *args
+                )
             except NoScriptError:
                 return await script(keys=keys, args=args)
 
@@ -145,58 +157,95 @@ class RedisStore:
     async def admit(self, request: AdmitRequest) -> AdmitResult:
         team, names = request.team, self._names
         await self._ensure_team(team)
-        keys = [names.rate(team, request.key_id), names.leases(team, request.key_id),
-                names.reservations(team), names.reservation_times(team),
-                *(names.budget(team, b) for b in request.budgets), names.settled(team)]
+        keys = [
+            names.rate(team, request.key_id),
+            names.leases(team, request.key_id),
+            names.reservations(team),
+            names.reservation_times(team),
+            *(names.budget(team, b) for b in request.budgets),
+            names.settled(team),
+        ]
         limits = request.limits
-        args = [request.request_id, request.key_id, str(request.reserve), str(request.tokens),
-                _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_concurrency),
-                str(request.lease_ttl_ms), request.nonce]
+        args = [
+            request.request_id,
+            request.key_id,
+            str(request.reserve),
+            str(request.tokens),
+            _opt(limits.rpm),
+            _opt(limits.tpm),
+            _opt(limits.max_concurrency),
+            str(request.lease_ttl_ms),
+            request.nonce,
+        ]
         for b in request.budgets:
             args += [b.period.value, str(b.hard_limit), str(b.window_s or 0)]
         reply = await self._run("admit", keys, args)
-        return admit_result(reply[0], int(reply[1]), int(reply[2]),
-                            _statuses(request.budgets, reply[4:]))
+        return admit_result(
+            reply[0], int(reply[1]), int(reply[2]), _statuses(request.budgets, reply[4:])
+        )
 
     def _settle_keys(self, team: str, key_id: str, budgets: Sequence[Budget]) -> list[str]:
         names = self._names
-        return [names.reservations(team), names.reservation_times(team), names.settled(team),
-                names.leases(team, key_id), names.rate(team, key_id), names.ledger(team),
-                *(names.budget(team, b) for b in budgets)]
+        return [
+            names.reservations(team),
+            names.reservation_times(team),
+            names.settled(team),
+            names.leases(team, key_id),
+            names.rate(team, key_id),
+            names.ledger(team),
+            *(names.budget(team, b) for b in budgets),
+        ]
 
     async def settle(self, settlement: Settlement) -> tuple[BudgetStatus, ...]:
         await self._ensure_team(settlement.team)
         entry = settlement.entry
-        args = [settlement.request_id, str(settlement.cost),
-                str(entry.prompt_tokens + entry.completion_tokens), "0",
-                str(len(settlement.budgets)), *_budget_args(settlement.budgets),
-                *entry_fields(entry)]
+        args = [
+            settlement.request_id,
+            str(settlement.cost),
+            str(entry.prompt_tokens + entry.completion_tokens),
+            "0",
+            str(len(settlement.budgets)),
+            *_budget_args(settlement.budgets),
+            *entry_fields(entry),
+        ]
         reply = await self._run(
-            "settle", self._settle_keys(settlement.team, settlement.key_id, settlement.budgets),
-            args)
+            "settle",
+            self._settle_keys(settlement.team, settlement.key_id, settlement.budgets),
+            args,
+        )
         return _statuses(settlement.budgets, reply[1:])
 
-    async def release(self, request_id: str, key_id: str, team: str,
-                      budgets: tuple[Budget, ...]) -> None:
+    async def release(
+        self, request_id: str, key_id: str, team: str, budgets: tuple[Budget, ...]
+    ) -> None:
         names = self._names
-        await self._run("release", [names.reservations(team), names.reservation_times(team),
-                                    names.leases(team, key_id)], [request_id])
+        await self._run(
+            "release",
+            [names.reservations(team), names.reservation_times(team), names.leases(team, key_id)],
+            [request_id],
+        )
 
-    async def budget_status(self, team: str,
-                            budgets: tuple[Budget, ...]) -> tuple[BudgetStatus, ...]:
+    async def budget_status(
+        self, team: str, budgets: tuple[Budget, ...]
+    ) -> tuple[BudgetStatus, ...]:
         if not budgets:
             return ()
-        reply = await self._run("status", [self._names.budget(team, b) for b in budgets],
-                                _budget_args(budgets))
+        reply = await self._run(
+            "status", [self._names.budget(team, b) for b in budgets], _budget_args(budgets)
+        )
         return _statuses(budgets, reply)
 
     async def add_price(self, price: Price) -> Price:
         names = self._names
         stored = await self._run(
             "add_price",
-            [names.price_models(), names.price_counter(price.model),
-             names.price_versions(price.model)],
-            [price.model, price_to_json(price), names.price_channel()])
+            [
+                names.price_models(),
+                names.price_counter(price.model),
+                names.price_versions(price.model),
+            ],
+            [price.model, price_to_json(price), names.price_channel()],
+        )
         return price_from_json(stored)
 
     async def prices(self) -> dict[str, list[Price]]:
@@ -213,8 +262,11 @@ class RedisStore:
         self._watcher.add(listener)
 
     async def put_key(self, record: KeyRecord) -> None:
-        await self._run("put_key", [self._names.keys_by_id(), self._names.keys_by_hash()],
-                        [record.key_id, record.key_hash, key_to_json(record)])
+        await self._run(
+            "put_key",
+            [self._names.keys_by_id(), self._names.keys_by_hash()],
+            [record.key_id, record.key_hash, key_to_json(record)],
+        )
         await self._ensure_team(record.team)
 
     async def _key(self, index: str, field: str) -> KeyRecord | None:
@@ -243,8 +295,9 @@ class RedisStore:
             raw = await self._client.get(self._names.team_budgets(team))
         return budgets_from_json(raw)
 
-    async def _stream(self, team: str, since: float | None,
-                      until: float | None) -> AsyncIterator[tuple[_Order, LedgerEntry]]:
+    async def _stream(
+        self, team: str, since: float | None, until: float | None
+    ) -> AsyncIterator[tuple[_Order, LedgerEntry]]:
         # Stream ids carry the ms of the XADD, which may differ from `ts` by a ms: read a ms
         # wider, then filter on `ts` itself.
         low = "-" if since is None else str(max(0, math.floor(since * 1000) - 1))
@@ -261,8 +314,9 @@ class RedisStore:
                 return
             low = "(" + page[-1][0]
 
-    async def ledger(self, since: float | None = None,
-                     until: float | None = None) -> AsyncIterator[LedgerEntry]:
+    async def ledger(
+        self, since: float | None = None, until: float | None = None
+    ) -> AsyncIterator[LedgerEntry]:
         """Each team's stream is in time order; merge them by the microsecond timestamp the
         settle script stamped (stream ids only have milliseconds)."""
         streams = [self._stream(team, since, until) for team in await self._teams()]
@@ -286,25 +340,28 @@ class RedisStore:
         for team in await self._teams():
             with _guard("stale reservations"):
                 ids = await self._client.zrangebyscore(
-                    self._names.reservation_times(team), "-inf", cutoff)
+                    self._names.reservation_times(team), "-inf", cutoff
+                )
                 if not ids:
                     continue
-                records = await self._client.hmget(
-                    self._names.reservations(team), ids)
-            out += [(rid, team, int(json.loads(raw)["amount"]))
-                    for rid, raw in zip(ids, records, strict=True) if raw is not None]
+                records = await self._client.hmget(self._names.reservations(team), ids)
+            out += [
+                (rid, team, int(json.loads(raw)["amount"]))
+                for rid, raw in zip(ids, records, strict=True)
+                if raw is not None
+            ]
         return out
 
     async def reconcile(self, request_id: str, team: str) -> LedgerEntry | None:
         with _guard("reconcile read"):
-            raw = await self._client.hget(
-                self._names.reservations(team), request_id)
+            raw = await self._client.hget(self._names.reservations(team), request_id)
         if raw is None:
             return None
         record = json.loads(raw)
         amount = int(record["amount"])
-        entry = reconciled_entry(request_id, team, record["key_id"], amount,
-                                 int(record["at"]) / 1000, time.time())
+        entry = reconciled_entry(
+            request_id, team, record["key_id"], amount, int(record["at"]) / 1000, time.time()
+        )
         args = [request_id, str(amount), "", "1", "0", *entry_fields(entry)]
         reply = await self._run("settle", self._settle_keys(team, record["key_id"], ()), args)
         return entry if reply[0] == "ok" else None

@@ -71,26 +71,35 @@ def _credentials(parts: SplitResult) -> dict[str, Any]:
 
 def _standalone(parts: SplitResult, timeout_s: float, max_connections: int) -> Connection:
     pool = BlockingConnectionPool.from_url(
-        parts.geturl(), max_connections=max_connections, timeout=timeout_s,
-        **_options(timeout_s))
+        parts.geturl(), max_connections=max_connections, timeout=timeout_s, **_options(timeout_s)
+    )
     connection = Connection(Redis.from_pool(pool))
     if parts.scheme == "redis" and not parts.query:
         path = parts.path.strip("/")
         credentials = _credentials(parts)
         scripts = ScriptConnection(
-            parts.hostname or "127.0.0.1", parts.port or 6379, timeout_s=timeout_s,
-            db=int(path) if path else 0, username=credentials.get("username"),
-            password=credentials.get("password"))
+            parts.hostname or "127.0.0.1",
+            parts.port or 6379,
+            timeout_s=timeout_s,
+            db=int(path) if path else 0,
+            username=credentials.get("username"),
+            password=credentials.get("password"),
+        )
         connection.scripts = scripts
         connection.closers.append(scripts.aclose)
     return connection
 
 
 def _cluster(parts: SplitResult, timeout_s: float, max_connections: int) -> Connection:
-    return Connection(RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in _hosts(parts)],
-        ssl=parts.scheme.startswith("rediss"), max_connections=max_connections,
-        **_credentials(parts), **_options(timeout_s)))
+    return Connection(
+        RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in _hosts(parts)],
+            ssl=parts.scheme.startswith("rediss"),
+            max_connections=max_connections,
+            **_credentials(parts),
+            **_options(timeout_s),
+        )
+    )
 
 
 def _sentinel(parts: SplitResult, timeout_s: float, max_connections: int) -> Connection:
@@ -98,13 +107,15 @@ def _sentinel(parts: SplitResult, timeout_s: float, max_connections: int) -> Con
     if not path:
         raise ValueError("a redis+sentinel:// URL needs the service name as its path")
     query = parse_qs(parts.query)
-    sentinel_kwargs: dict[str, Any] = {"socket_timeout": timeout_s,
-                                       "socket_connect_timeout": timeout_s}
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+    }
     if "sentinel_password" in query:
         sentinel_kwargs["password"] = query["sentinel_password"][0]
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        _hosts(parts), sentinel_kwargs=sentinel_kwargs, **_credentials(parts),
-        **_options(timeout_s))
+        _hosts(parts), sentinel_kwargs=sentinel_kwargs, **_credentials(parts), **_options(timeout_s)
+    )
     master: Redis = sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0)
     return Connection(master, [s.aclose for s in sentinel.sentinels])
 
@@ -126,6 +137,8 @@ def connect(url: str, timeout_s: float, max_connections: int = 64) -> Connection
     parts = urlsplit(url)
     connector = _CONNECTORS.get(parts.scheme)
     if connector is None:
-        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}; use one of "
-                         f"{', '.join(sorted(_CONNECTORS))}")
+        raise ValueError(
+            f"unsupported Redis URL scheme {parts.scheme!r}; use one of "
+            f"{', '.join(sorted(_CONNECTORS))}"
+        )
     return connector(parts, timeout_s, max_connections)

@@ -31,8 +31,9 @@ _MAX_BACKOFF_S = 5.0
 class PriceWatcher:
     """Runs the subscription while at least one listener is registered."""
 
-    def __init__(self, client: Any, channel: str,
-                 load: Callable[[], Awaitable[dict[str, list[Price]]]]) -> None:
+    def __init__(
+        self, client: Any, channel: str, load: Callable[[], Awaitable[dict[str, list[Price]]]]
+    ) -> None:
         self._client = client
         self._channel = channel
         self._load = load
@@ -44,8 +45,7 @@ class PriceWatcher:
     def add(self, listener: PriceListener) -> None:
         self._listeners.append(listener)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                                name="price-watch")
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="price-watch")
 
     async def close(self) -> None:
         """Stop the task. A cancel that lands as redis-py's own read timeout fires can be
@@ -67,13 +67,13 @@ class PriceWatcher:
             try:
                 await self._session()
             except (RedisError, OSError, TimeoutError, StoreError) as exc:
-                log.warning("price subscription lost (%s); resubscribing in %.1fs", exc,
-                            self._backoff)
+                log.warning(
+                    "price subscription lost (%s); resubscribing in %.1fs", exc, self._backoff
+                )
             except Exception:
                 # redis-py can fail in its own ways (e.g. a cluster mid-reshard); replicas
                 # must keep seeing price changes, so the watcher outlives any one failure.
-                log.exception("price subscription failed; resubscribing in %.1fs",
-                              self._backoff)
+                log.exception("price subscription failed; resubscribing in %.1fs", self._backoff)
             else:
                 continue  # the session ended because the watcher is stopping
             await asyncio.sleep(self._backoff)
@@ -90,8 +90,7 @@ class PriceWatcher:
             self._backoff = _MIN_BACKOFF_S
             last_heard = last_ping = time.monotonic()
             while not self._stopping:
-                message = await pubsub.get_message(ignore_subscribe_messages=False,
-                                                   timeout=_POLL_S)
+                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=_POLL_S)
                 now = time.monotonic()
                 if message is not None:
                     last_heard = now

@@ -104,12 +104,23 @@ class _Protocol(asyncio.Protocol):
 class ScriptConnection:
     """Commands over one lazily opened connection to a standalone Redis."""
 
-    def __init__(self, host: str, port: int, *, timeout_s: float, db: int = 0,
-                 username: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self._host, self._port = host, port
         self._timeout = timeout_s
-        self._handshake = [frame(("AUTH", *((username,) if username else ()), password))
-                           ] if password is not None else []
+        self._handshake = (
+            [frame(("AUTH", *((username,) if username else ()), password))]
+            if password is not None
+            else []
+        )
         if db:
             self._handshake.append(frame(("SELECT", str(db))))
         self._protocol: _Protocol | None = None
@@ -138,8 +149,7 @@ class ScriptConnection:
 
     async def _await(self, protocol: _Protocol, reply: asyncio.Future[Any]) -> Any:
         """The reply, or a timeout that also drops the connection (its state is unknown)."""
-        timer = asyncio.get_running_loop().call_later(self._timeout, self._expire, protocol,
-                                                      reply)
+        timer = asyncio.get_running_loop().call_later(self._timeout, self._expire, protocol, reply)
         try:
             return await reply
         finally:
@@ -147,8 +157,9 @@ class ScriptConnection:
 
     def _expire(self, protocol: _Protocol, reply: asyncio.Future[Any]) -> None:
         if not reply.done():
-            reply.set_exception(RedisTimeoutError(
-                f"Timeout reading from {self._host}:{self._port}"))
+            reply.set_exception(
+                RedisTimeoutError(f"Timeout reading from {self._host}:{self._port}")
+            )
             protocol.abort()
 
     async def _connect(self) -> _Protocol:
@@ -158,19 +169,20 @@ class ScriptConnection:
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self._timeout):
-                    _, protocol = await loop.create_connection(_Protocol, self._host,
-                                                               self._port)
+                    _, protocol = await loop.create_connection(_Protocol, self._host, self._port)
             except (OSError, TimeoutError) as exc:
                 code = getattr(exc, "errno", None) or "timeout"
                 raise RedisConnectionError(
-                    f"Error {code} connecting to {self._host}:{self._port}. {exc}") from exc
+                    f"Error {code} connecting to {self._host}:{self._port}. {exc}"
+                ) from exc
             try:
                 for command in self._handshake:
                     await self._await(protocol, protocol.send(command))
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 protocol.abort()  # no command of the caller's was sent yet
                 raise RedisConnectionError(
-                    f"Error {exc} connecting to {self._host}:{self._port}.") from exc
+                    f"Error {exc} connecting to {self._host}:{self._port}."
+                ) from exc
             except BaseException:
                 protocol.abort()
                 raise

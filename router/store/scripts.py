@@ -13,5 +13,8 @@ from importlib import resources
 @cache
 def script_source(verb: str) -> str:
     lua = resources.files("router.store").joinpath("lua")
-    return lua.joinpath("_lib.lua").read_text("utf-8") + "\n" \
+    return (
+        lua.joinpath("_lib.lua").read_text("utf-8")
+        + "\n"
         + lua.joinpath(f"{verb}.lua").read_text("utf-8")
+    )

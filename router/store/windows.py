@@ -45,8 +45,7 @@ class BudgetRead:
     spent_field: str
 
 
-def read_budget(fields: dict[str, int], budget: Budget, now_ms: int, *,
-                purge: bool) -> BudgetRead:
+def read_budget(fields: dict[str, int], budget: Budget, now_ms: int, *, purge: bool) -> BudgetRead:
     """Where a budget stands at `now_ms`; with `purge`, drop buckets that no longer count."""
     if budget.period is Period.ROLLING:
         size, count = rolling_geometry(budget.window_s or 0)
@@ -69,8 +68,13 @@ def read_budget(fields: dict[str, int], budget: Budget, now_ms: int, *,
     if purge and spent_field not in fields and reserved_field not in fields:
         for name in [n for n in fields if int(n[2:]) < bucket - 1]:
             del fields[name]
-    return BudgetRead(fields.get(spent_field, 0), fields.get(reserved_field, 0), resets_ms,
-                      reserved_field, spent_field)
+    return BudgetRead(
+        fields.get(spent_field, 0),
+        fields.get(reserved_field, 0),
+        resets_ms,
+        reserved_field,
+        spent_field,
+    )
 
 
 def unreserve(fields: dict[str, int], name: str, amount: int) -> None:

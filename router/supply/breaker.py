@@ -72,8 +72,9 @@ def _roll(record: BreakerRecord, now: int, window: int) -> float:
     return 1.0 - (now - bucket * window) / window
 
 
-def record_outcome(record: BreakerRecord, now: int, outcome: Outcome,
-                   settings: SupplySettings) -> None:
+def record_outcome(
+    record: BreakerRecord, now: int, outcome: Outcome, settings: SupplySettings
+) -> None:
     """Count one report of outcomes; successes are taken to precede the failures."""
     settle(record, now, settings)
     trial = outcome.probe_id is not None and record.permits.pop(outcome.probe_id, None) is not None
@@ -104,8 +105,9 @@ def record_outcome(record: BreakerRecord, now: int, outcome: Outcome,
                 _enter(record, CLOSED, now)
 
 
-def try_probe(record: BreakerRecord, now: int, probe_id: str, ttl_ms: int,
-              settings: SupplySettings) -> bool:
+def try_probe(
+    record: BreakerRecord, now: int, probe_id: str, ttl_ms: int, settings: SupplySettings
+) -> bool:
     """Grant a half-open trial permit if one is free."""
     settle(record, now, settings)
     if record.state is not HALF_OPEN or len(record.permits) >= settings.breaker.half_open_probes:

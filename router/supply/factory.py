@@ -28,25 +28,35 @@ def _redis(url: str, key_prefix: str, timeout_s: float, clock: Clock) -> SupplyS
 
 
 _OPENERS: dict[str, Callable[[str, str, float, Clock], SupplyStore]] = {
-    "memory": _memory, **dict.fromkeys(SCHEMES, _redis),
+    "memory": _memory,
+    **dict.fromkeys(SCHEMES, _redis),
 }
 
 
-def open_supply_store(url: str, *, key_prefix: str, timeout_s: float,
-                      clock: Clock) -> SupplyStore:
+def open_supply_store(url: str, *, key_prefix: str, timeout_s: float, clock: Clock) -> SupplyStore:
     scheme = url.partition("://")[0]
     opener = _OPENERS.get(scheme)
     if opener is None:
-        raise ValueError(f"unsupported store URL scheme {scheme!r}; "
-                         f"use one of {', '.join(sorted(_OPENERS))}")
+        raise ValueError(
+            f"unsupported store URL scheme {scheme!r}; use one of {', '.join(sorted(_OPENERS))}"
+        )
     return opener(url, key_prefix, timeout_s, clock)
 
 
-def build_supply(config: RouterConfig, backends: Mapping[str, Backend], *,
-                 metrics: Metrics | None = None, clock: Clock | None = None) -> SupplyManager:
+def build_supply(
+    config: RouterConfig,
+    backends: Mapping[str, Backend],
+    *,
+    metrics: Metrics | None = None,
+    clock: Clock | None = None,
+) -> SupplyManager:
     """The manager for every configured backend, sharing state through `store.url`."""
     clock = clock or MonotonicClock()
-    store = open_supply_store(config.store.url, key_prefix=config.store.key_prefix,
-                              timeout_s=config.store.timeout_s, clock=clock)
+    store = open_supply_store(
+        config.store.url,
+        key_prefix=config.store.key_prefix,
+        timeout_s=config.store.timeout_s,
+        clock=clock,
+    )
     settings = {name: backend.supply for name, backend in config.backends.items()}
     return SupplyManager(settings, store, backends, clock=clock, metrics=metrics)

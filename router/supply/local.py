@@ -62,8 +62,11 @@ class LocalSupply:
 
     def ready(self, now: float) -> bool:
         """Worth trying now, judging from memory only."""
-        return (not self.view.draining and not self.held(now)
-                and self.breaker(now) is not BreakerState.OPEN)
+        return (
+            not self.view.draining
+            and not self.held(now)
+            and self.breaker(now) is not BreakerState.OPEN
+        )
 
     def next_change(self, now: float) -> float:
         """When time alone will next change what `state` reports."""
@@ -77,9 +80,13 @@ class LocalSupply:
         capacity = self.settings.capacity
         shown = capacity.max_in_flight if capacity and capacity.overflow == "fallback" else None
         breaker = BreakerState.OPEN if self.held(now) else self.breaker(now)
-        return SupplyState(breaker=breaker, draining=self.view.draining,
-                           in_flight=self.in_flight, capacity=shown,
-                           quota_left_fraction=self.quota_left)
+        return SupplyState(
+            breaker=breaker,
+            draining=self.view.draining,
+            in_flight=self.in_flight,
+            capacity=shown,
+            quota_left_fraction=self.quota_left,
+        )
 
     def describe(self, now: float) -> dict[str, object]:
         """For operators: everything this replica believes, as JSON-ready values."""
@@ -97,6 +104,7 @@ class LocalSupply:
             "queued_here": self.queued,
             "quota_left": self.quota_left,
             "quota": quota.model_dump() if quota else None,
-            "last_probe": None if probe is None else {
-                "ok": probe.ok, "reason": probe.reason, "age_s": round(now - probe.at, 3)},
+            "last_probe": None
+            if probe is None
+            else {"ok": probe.ok, "reason": probe.reason, "age_s": round(now - probe.at, 3)},
         }

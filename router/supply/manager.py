@@ -60,7 +60,8 @@ class Lease:
         """Breaker evidence: the backend fell short (`reason` is a shortage code)."""
         probe, self._probe = self._probe, None
         await self._manager._report(
-            self.backend, Outcome(failures=1, retry_after=retry_after, probe_id=probe))
+            self.backend, Outcome(failures=1, retry_after=retry_after, probe_id=probe)
+        )
 
     async def release(self) -> None:
         if self._released:
@@ -74,10 +75,17 @@ class Lease:
 
 
 class SupplyManager:
-    def __init__(self, settings: Mapping[str, SupplySettings], store: SupplyStore,
-                 backends: Mapping[str, Backend], *, clock: Clock | None = None,
-                 metrics: Metrics | None = None, refresh_s: float = 0.25,
-                 queue_poll_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        settings: Mapping[str, SupplySettings],
+        store: SupplyStore,
+        backends: Mapping[str, Backend],
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        refresh_s: float = 0.25,
+        queue_poll_s: float = 0.05,
+    ) -> None:
         self.clock = clock or MonotonicClock()
         self._store = store
         self._backends = backends
@@ -97,9 +105,11 @@ class SupplyManager:
         now = self.clock.now()
         if self._cached is None or now >= self._cached_until:
             self._cached = MappingProxyType(
-                {name: local.state(now) for name, local in self._local.items()})
+                {name: local.state(now) for name, local in self._local.items()}
+            )
             self._cached_until = min(
-                (local.next_change(now) for local in self._local.values()), default=now)
+                (local.next_change(now) for local in self._local.values()), default=now
+            )
         return self._cached
 
     def ready(self, backend: str, at: float | None = None) -> bool:
@@ -152,7 +162,8 @@ class SupplyManager:
         probe_id = unique_id()
         try:
             granted, view = await self._store.try_probe(
-                backend, probe_id, min(max(ttl_s, 1.0), _TRIAL_TTL_S), local.settings)
+                backend, probe_id, min(max(ttl_s, 1.0), _TRIAL_TTL_S), local.settings
+            )
         except StoreError as error:
             self._store_failed("probe", error)
             return None
@@ -165,12 +176,17 @@ class SupplyManager:
             return None
         raise SupplyShortage(backend, "circuit_open")
 
-    async def _acquire(self, backend: str, local: LocalSupply, slot_id: str, tokens: int,
-                       deadline: float) -> Slot:
+    async def _acquire(
+        self, backend: str, local: LocalSupply, slot_id: str, tokens: int, deadline: float
+    ) -> Slot:
         slot = await self._try_acquire(backend, local, slot_id, tokens)
         capacity = local.settings.capacity
-        if (slot.denied_by != "capacity" or capacity is None or capacity.overflow != "queue"
-                or local.queued >= capacity.max_queued):
+        if (
+            slot.denied_by != "capacity"
+            or capacity is None
+            or capacity.overflow != "queue"
+            or local.queued >= capacity.max_queued
+        ):
             return slot
         give_up = min(self.clock.now() + capacity.queue_timeout_s, deadline)
         local.queued += 1
@@ -182,8 +198,9 @@ class SupplyManager:
             local.queued -= 1
         return slot
 
-    async def _try_acquire(self, backend: str, local: LocalSupply, slot_id: str,
-                           tokens: int) -> Slot:
+    async def _try_acquire(
+        self, backend: str, local: LocalSupply, slot_id: str, tokens: int
+    ) -> Slot:
         try:
             slot = await self._store.acquire(backend, slot_id, tokens, local.settings)
         except StoreError as error:
@@ -193,6 +210,7 @@ class SupplyManager:
 
         def note(now: float) -> None:
             local.in_flight, local.quota_left = slot.in_flight, slot.quota_left
+
         self._apply(backend, note)
         return slot
 
@@ -207,14 +225,17 @@ class SupplyManager:
             released.cancel()
             timer.cancel()
 
-    def _refusal(self, backend: str, local: LocalSupply,
-                 slot: Slot) -> RouterError | SupplyShortage:
+    def _refusal(
+        self, backend: str, local: LocalSupply, slot: Slot
+    ) -> RouterError | SupplyShortage:
         capacity = local.settings.capacity
         if slot.denied_by == "capacity" and capacity is not None and capacity.overflow == "reject":
             return NoBackendAvailable(
                 f"The {backend} backend is serving its maximum of {capacity.max_in_flight} "
                 "concurrent requests and is configured to refuse more. Retry in a moment.",
-                code="backend_at_capacity", retry_after=1.0)
+                code="backend_at_capacity",
+                retry_after=1.0,
+            )
         return SupplyShortage(backend, slot.denied_by or "capacity", slot.retry_after)
 
     async def _report(self, backend: str, outcome: Outcome) -> None:
@@ -254,8 +275,7 @@ class SupplyManager:
         jobs = [self._every(self._refresh_s, self.refresh)]
         for name, local in self._local.items():
             if local.settings.probe.enabled and name in self._backends:
-                jobs.append(self._every(local.settings.probe.interval_s,
-                                        partial(self.probe, name)))
+                jobs.append(self._every(local.settings.probe.interval_s, partial(self.probe, name)))
         for job in jobs:
             task = asyncio.create_task(job)
             task.add_done_callback(_log_crash)
@@ -273,8 +293,7 @@ class SupplyManager:
         except StoreError as error:
             log.warning("supply store did not close cleanly", extra={"error": str(error)})
 
-    async def _every(self, interval: float,
-                     job: Callable[[], Coroutine[None, None, None]]) -> None:
+    async def _every(self, interval: float, job: Callable[[], Coroutine[None, None, None]]) -> None:
         while True:
             await self.clock.sleep(interval)
             await job()
@@ -305,6 +324,7 @@ class SupplyManager:
         def note(now: float) -> None:
             local.apply(view.breaker, now)
             local.in_flight, local.quota_left = view.in_flight, view.quota_left
+
         self._apply(backend, note)
 
     async def probe(self, backend: str) -> None:
@@ -334,6 +354,7 @@ class SupplyManager:
         def note(now: float) -> None:
             local.hold_until = 0.0
             local.apply(view, now)
+
         self._apply(backend, note)
 
     async def drain(self, backend: str, draining: bool) -> None:
@@ -343,14 +364,15 @@ class SupplyManager:
             await self._store.drain(backend, draining)
         except StoreError as error:
             raise StoreUnavailable(f"Could not drain the {backend} backend: {error}") from None
-        self._apply(backend, lambda now: local.apply(replace(local.view, draining=draining),
-                                                     now))
+        self._apply(backend, lambda now: local.apply(replace(local.view, draining=draining), now))
 
     def status(self) -> dict[str, dict[str, object]]:
         """What an operator sees per backend in GET /admin/backends."""
         now = self.clock.now()
-        return {name: {**local.describe(now), "store_reachable": not self._store_down}
-                for name, local in self._local.items()}
+        return {
+            name: {**local.describe(now), "store_reachable": not self._store_down}
+            for name, local in self._local.items()
+        }
 
     # -- bookkeeping
 
@@ -371,9 +393,11 @@ class SupplyManager:
             self._metrics.store_errors.labels(f"supply_{operation}").inc()
         if not self._store_down:
             self._store_down = True
-            log.warning("supply store unreachable: failing open (breakers as last seen, caps "
-                        "and quotas not enforced)", extra={"operation": operation,
-                                                           "error": str(error)})
+            log.warning(
+                "supply store unreachable: failing open (breakers as last seen, caps "
+                "and quotas not enforced)",
+                extra={"operation": operation, "error": str(error)},
+            )
 
     def _store_ok(self) -> None:
         if self._store_down:

@@ -37,14 +37,19 @@ class _Quota:
         return 1.0 - (now - bucket * _MINUTE_MS) / _MINUTE_MS
 
     def used(self, weight: float) -> tuple[float, float]:
-        return (self.requests + weight * self.prev_requests,
-                self.tokens + weight * self.prev_tokens)
+        return (
+            self.requests + weight * self.prev_requests,
+            self.tokens + weight * self.prev_tokens,
+        )
 
 
 def quota_left(quota: QuotaSettings, requests: float, tokens: float) -> float:
     """The smaller fraction left of the two limits, in [0, 1]."""
-    fractions = [1 - used / limit for used, limit in ((requests, quota.rpm), (tokens, quota.tpm))
-                 if limit is not None]
+    fractions = [
+        1 - used / limit
+        for used, limit in ((requests, quota.rpm), (tokens, quota.tpm))
+        if limit is not None
+    ]
     return min(1.0, max(0.0, min(fractions, default=1.0)))
 
 
@@ -71,25 +76,29 @@ class MemorySupplyStore:
     def _get(self, backend: str) -> _Backend:
         return self._backends.setdefault(backend, _Backend())
 
-    async def record(self, backend: str, outcome: Outcome,
-                     settings: SupplySettings) -> BreakerView:
+    async def record(self, backend: str, outcome: Outcome, settings: SupplySettings) -> BreakerView:
         record, now = self._get(backend).breaker, self._now()
         breaker.record_outcome(record, now, outcome, settings)
         return breaker.view(record, now, settings)
 
-    async def try_probe(self, backend: str, probe_id: str, ttl_s: float,
-                        settings: SupplySettings) -> tuple[bool, BreakerView]:
+    async def try_probe(
+        self, backend: str, probe_id: str, ttl_s: float, settings: SupplySettings
+    ) -> tuple[bool, BreakerView]:
         record, now = self._get(backend).breaker, self._now()
         granted = breaker.try_probe(record, now, probe_id, int(ttl_s * 1000), settings)
         return granted, breaker.view(record, now, settings)
 
-    async def acquire(self, backend: str, lease_id: str, tokens: int,
-                      settings: SupplySettings) -> Slot:
+    async def acquire(
+        self, backend: str, lease_id: str, tokens: int, settings: SupplySettings
+    ) -> Slot:
         state, now = self._get(backend), self._now()
         state.purge(now)
         capacity, quota = settings.capacity, settings.quota
-        if (capacity is not None and lease_id not in state.leases
-                and len(state.leases) >= capacity.max_in_flight):
+        if (
+            capacity is not None
+            and lease_id not in state.leases
+            and len(state.leases) >= capacity.max_in_flight
+        ):
             return Slot(False, "capacity", in_flight=len(state.leases))
         left: float | None = None
         if quota is not None:
@@ -98,9 +107,13 @@ class MemorySupplyStore:
             over_rpm = quota.rpm is not None and requests + 1 > quota.rpm
             over_tpm = quota.tpm is not None and used + tokens > quota.tpm
             if over_rpm or over_tpm:
-                return Slot(False, "quota", in_flight=len(state.leases),
-                            quota_left=quota_left(quota, requests, used),
-                            retry_after=(_MINUTE_MS - now % _MINUTE_MS) / 1000)
+                return Slot(
+                    False,
+                    "quota",
+                    in_flight=len(state.leases),
+                    quota_left=quota_left(quota, requests, used),
+                    retry_after=(_MINUTE_MS - now % _MINUTE_MS) / 1000,
+                )
             state.quota.requests += 1
             state.quota.tokens += tokens
             left = quota_left(quota, requests + 1, used + tokens)
@@ -111,8 +124,9 @@ class MemorySupplyStore:
     async def release(self, backend: str, lease_id: str) -> None:
         self._get(backend).leases.pop(lease_id, None)
 
-    async def sync(self, backend: str, successes: int, leases: Sequence[str],
-                   settings: SupplySettings) -> SyncView:
+    async def sync(
+        self, backend: str, successes: int, leases: Sequence[str], settings: SupplySettings
+    ) -> SyncView:
         state, now = self._get(backend), self._now()
         breaker.record_outcome(state.breaker, now, Outcome(successes=successes), settings)
         if settings.capacity is not None:
@@ -126,8 +140,7 @@ class MemorySupplyStore:
             left = quota_left(settings.quota, *state.quota.used(state.quota.roll(now)))
         return SyncView(breaker.view(state.breaker, now, settings), len(state.leases), left)
 
-    async def force(self, backend: str, force: Force,
-                    settings: SupplySettings) -> BreakerView:
+    async def force(self, backend: str, force: Force, settings: SupplySettings) -> BreakerView:
         record, now = self._get(backend).breaker, self._now()
         breaker.force(record, now, force)
         return breaker.view(record, now, settings)

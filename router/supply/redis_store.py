@@ -28,8 +28,11 @@ _VERBS = ("record", "probe", "acquire", "sync", "force")
 def script_source(verb: str) -> str:
     """`_lib.lua` followed by the script named by its verb."""
     lua = resources.files("router.supply").joinpath("lua")
-    return lua.joinpath("_lib.lua").read_text("utf-8") + "\n" \
+    return (
+        lua.joinpath("_lib.lua").read_text("utf-8")
+        + "\n"
         + lua.joinpath(f"{verb}.lua").read_text("utf-8")
+    )
 
 
 @contextmanager
@@ -51,15 +54,25 @@ def _opt(value: int | None) -> str:
 
 def _breaker_args(settings: SupplySettings) -> list[str]:
     b = settings.breaker
-    return [str(b.consecutive_failures), repr(b.failure_rate), str(b.min_requests),
-            _ms(b.window_s), _ms(b.cooldown_s), str(b.half_open_probes),
-            _ms(settings.retry.max_retry_after_s)]
+    return [
+        str(b.consecutive_failures),
+        repr(b.failure_rate),
+        str(b.min_requests),
+        _ms(b.window_s),
+        _ms(b.cooldown_s),
+        str(b.half_open_probes),
+        _ms(settings.retry.max_retry_after_s),
+    ]
 
 
 def _view(reply: Sequence[Any]) -> BreakerView:
-    return BreakerView(state=BreakerState(reply[0]), open_for=int(reply[1]) / 1000,
-                       hold_for=int(reply[2]) / 1000, forced=Force(reply[3]),
-                       draining=reply[4] == "1")
+    return BreakerView(
+        state=BreakerState(reply[0]),
+        open_for=int(reply[1]) / 1000,
+        hold_for=int(reply[2]) / 1000,
+        forced=Force(reply[3]),
+        draining=reply[4] == "1",
+    )
 
 
 def _fraction(raw: str) -> float | None:
@@ -101,63 +114,93 @@ class RedisSupplyStore:
         with _guard(verb):
             return await self._scripts[verb](keys=keys, args=args)
 
-    async def record(self, backend: str, outcome: Outcome,
-                     settings: SupplySettings) -> BreakerView:
+    async def record(self, backend: str, outcome: Outcome, settings: SupplySettings) -> BreakerView:
         retry_after = "" if outcome.retry_after is None else _ms(outcome.retry_after)
-        reply = await self._run("record", self._breaker_keys(backend), [
-            *_breaker_args(settings), str(outcome.successes), str(outcome.failures),
-            retry_after, outcome.probe_id or ""])
+        reply = await self._run(
+            "record",
+            self._breaker_keys(backend),
+            [
+                *_breaker_args(settings),
+                str(outcome.successes),
+                str(outcome.failures),
+                retry_after,
+                outcome.probe_id or "",
+            ],
+        )
         return _view(reply)
 
-    async def try_probe(self, backend: str, probe_id: str, ttl_s: float,
-                        settings: SupplySettings) -> tuple[bool, BreakerView]:
-        reply = await self._run("probe", self._breaker_keys(backend),
-                                [*_breaker_args(settings), probe_id, _ms(ttl_s)])
+    async def try_probe(
+        self, backend: str, probe_id: str, ttl_s: float, settings: SupplySettings
+    ) -> tuple[bool, BreakerView]:
+        reply = await self._run(
+            "probe", self._breaker_keys(backend), [*_breaker_args(settings), probe_id, _ms(ttl_s)]
+        )
         return reply[0] == "1", _view(reply[1:])
 
-    async def acquire(self, backend: str, lease_id: str, tokens: int,
-                      settings: SupplySettings) -> Slot:
+    async def acquire(
+        self, backend: str, lease_id: str, tokens: int, settings: SupplySettings
+    ) -> Slot:
         capacity, quota = settings.capacity, settings.quota
         reply = await self._run(
-            "acquire", [self._key(backend, "leases"), self._key(backend, "quota")],
-            [lease_id, _opt(capacity.max_in_flight if capacity else None),
-             _ms(capacity.lease_ttl_s if capacity else 0),
-             _opt(quota.rpm if quota else None), _opt(quota.tpm if quota else None),
-             str(tokens)])
+            "acquire",
+            [self._key(backend, "leases"), self._key(backend, "quota")],
+            [
+                lease_id,
+                _opt(capacity.max_in_flight if capacity else None),
+                _ms(capacity.lease_ttl_s if capacity else 0),
+                _opt(quota.rpm if quota else None),
+                _opt(quota.tpm if quota else None),
+                str(tokens),
+            ],
+        )
         verdict, retry_ms = reply[0], int(reply[3])
-        return Slot(granted=verdict == "ok", denied_by=None if verdict == "ok" else verdict,
-                    in_flight=int(reply[1]), quota_left=_fraction(reply[2]),
-                    retry_after=retry_ms / 1000 if retry_ms else None)
+        return Slot(
+            granted=verdict == "ok",
+            denied_by=None if verdict == "ok" else verdict,
+            in_flight=int(reply[1]),
+            quota_left=_fraction(reply[2]),
+            retry_after=retry_ms / 1000 if retry_ms else None,
+        )
 
     async def release(self, backend: str, lease_id: str) -> None:
         await self._ready()
         with _guard("release"):
             await self._client.zrem(self._key(backend, "leases"), lease_id)
 
-    async def sync(self, backend: str, successes: int, leases: Sequence[str],
-                   settings: SupplySettings) -> SyncView:
+    async def sync(
+        self, backend: str, successes: int, leases: Sequence[str], settings: SupplySettings
+    ) -> SyncView:
         capacity, quota = settings.capacity, settings.quota
         reply = await self._run(
             "sync",
-            [*self._breaker_keys(backend), self._key(backend, "leases"),
-             self._key(backend, "quota")],
-            [*_breaker_args(settings), str(successes),
-             _ms(capacity.lease_ttl_s if capacity else 0),
-             _opt(quota.rpm if quota else None), _opt(quota.tpm if quota else None),
-             *leases])
+            [
+                *self._breaker_keys(backend),
+                self._key(backend, "leases"),
+                self._key(backend, "quota"),
+            ],
+            [
+                *_breaker_args(settings),
+                str(successes),
+                _ms(capacity.lease_ttl_s if capacity else 0),
+                _opt(quota.rpm if quota else None),
+                _opt(quota.tpm if quota else None),
+                *leases,
+            ],
+        )
         return SyncView(_view(reply[:5]), int(reply[5]), _fraction(reply[6]))
 
-    async def force(self, backend: str, force: Force,
-                    settings: SupplySettings) -> BreakerView:
-        reply = await self._run("force", self._breaker_keys(backend),
-                                [*_breaker_args(settings), force.value])
+    async def force(self, backend: str, force: Force, settings: SupplySettings) -> BreakerView:
+        reply = await self._run(
+            "force", self._breaker_keys(backend), [*_breaker_args(settings), force.value]
+        )
         return _view(reply)
 
     async def drain(self, backend: str, draining: bool) -> None:
         await self._ready()
         with _guard("drain"):
-            await self._client.hset(self._key(backend, "breaker"), "drain",
-                                    "1" if draining else "0")
+            await self._client.hset(
+                self._key(backend, "breaker"), "drain", "1" if draining else "0"
+            )
 
     async def close(self) -> None:
         with _guard("close"):

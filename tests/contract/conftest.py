@@ -42,8 +42,9 @@ class FakeClock:
 
 def redis_available() -> bool:
     try:
-        with redis.Redis.from_url(REDIS_URL, socket_timeout=0.5,
-                                  socket_connect_timeout=0.5) as client:
+        with redis.Redis.from_url(
+            REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
+        ) as client:
             return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
@@ -89,8 +90,9 @@ class StoreEnv:
         return seconds + micros / 1e6
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 3.0,
-                   interval: float = 0.02) -> None:
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], timeout: float = 3.0, interval: float = 0.02
+) -> None:
     """Bounded polling, for the few expiries that only Redis TIME can bring about."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await predicate():

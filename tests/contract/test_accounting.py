@@ -46,12 +46,17 @@ class Flaky:
             if self.time_out_after_applying:
                 raise StoreError(f"{name}: timed out", maybe_applied=True)
             return result
+
         return call
 
 
 def key(**overrides: Any) -> KeyRecord:
-    fields: dict[str, Any] = {"key_id": "key-1", "key_hash": "h" * 64, "team": "team-a",
-                              "name": "svc"}
+    fields: dict[str, Any] = {
+        "key_id": "key-1",
+        "key_hash": "h" * 64,
+        "team": "team-a",
+        "name": "svc",
+    }
     fields.update(overrides)
     return KeyRecord(**fields)
 
@@ -81,19 +86,25 @@ async def test_settle_charges_at_the_admission_time_price(env: StoreEnv) -> None
     k = key(budgets=(key_budget(1_000_000),))
     admission = await acct.admit("r1", k, CANDIDATES, 1000, 500)
     acct._prices.apply(Price("full", 2, 0.0, 20_000_000, 80_000_000))  # later, 10x dearer
-    entry = await acct.settle(admission, "full", Usage(1000, 100, cached_tokens=800),
-                              rule="r", fallbacks=["mini"], latency_ms=12)
+    entry = await acct.settle(
+        admission,
+        "full",
+        Usage(1000, 100, cached_tokens=800),
+        rule="r",
+        fallbacks=["mini"],
+        latency_ms=12,
+    )
     # 200 * 2.00 + 800 * 0.50 + 100 * 8.00 per Mtok = $0.0016
     assert (entry.cost, entry.price_version, entry.model) == (1600, 1, "full")
     assert entry.fallbacks == ("mini",)
     assert acct.budget_left(k) == (BudgetLeft(1_000_000 - 1600, 1_000_000), None)
     ledger = [e async for e in env.store.ledger()]
-    assert [(e.request_id, e.cost, e.extra["reserved"]) for e in ledger] == [
-        ("r1", 1600, "6000")]
+    assert [(e.request_id, e.cost, e.extra["reserved"]) for e in ledger] == [("r1", 1600, "6000")]
 
 
 async def test_budget_denial_says_which_budget_what_is_left_and_when_it_resets(
-        memory_env: StoreEnv) -> None:
+    memory_env: StoreEnv,
+) -> None:
     """In-process store only: the reset time is predictable only on a clock the test moves."""
     env = memory_env
     await env.store.set_team_budgets("x", (team_budget(5_000_000, team="x"),))
@@ -108,7 +119,8 @@ async def test_budget_denial_says_which_budget_what_is_left_and_when_it_resets(
     assert error.message == (
         "Team 'x' daily budget of $5.00 has $0.12 left and this request may cost up to "
         "$0.80; resets at 2026-11-26T00:00:00Z. Lower max_tokens or ask your admin to "
-        "raise the budget.")
+        "raise the budget."
+    )
     assert error.retry_after == 12 * 3600
 
 
@@ -154,8 +166,7 @@ async def test_fail_closed_is_503(env: StoreEnv) -> None:
         await acct.admit("r1", key(), CANDIDATES, 10, 10)
 
 
-async def test_an_admission_that_timed_out_after_landing_is_given_back(
-        env: StoreEnv) -> None:
+async def test_an_admission_that_timed_out_after_landing_is_given_back(env: StoreEnv) -> None:
     """Closed mode answers 503; a reservation the store made anyway must not be charged."""
     store = Flaky(env.store)
     acct = accountant(env, store, replay_interval_s=0.01)
@@ -173,15 +184,17 @@ async def test_an_admission_that_timed_out_after_landing_is_given_back(
 
 
 async def test_a_settlement_the_store_misses_is_journaled_and_replayed(
-        env: StoreEnv, caplog: pytest.LogCaptureFixture) -> None:
+    env: StoreEnv, caplog: pytest.LogCaptureFixture
+) -> None:
     store = Flaky(env.store)
     acct = accountant(env, store, replay_interval_s=0.01)
     k = key(budgets=(key_budget(1_000_000),))
     admission = await acct.admit("r1", k, CANDIDATES, 10, 10)
     store.down = True
     with caplog.at_level(logging.ERROR, "router.accounting"):
-        entry = await acct.settle(admission, "mini", Usage(1000, 1000), rule="r",
-                                  fallbacks=[], latency_ms=1)
+        entry = await acct.settle(
+            admission, "mini", Usage(1000, 1000), rule="r", fallbacks=[], latency_ms=1
+        )
     assert acct.journal_size == 1
     assert '"request_id": "r1"' in caplog.text
     store.down = False
@@ -191,8 +204,7 @@ async def test_a_settlement_the_store_misses_is_journaled_and_replayed(
     assert [e.request_id async for e in env.store.ledger()] == ["r1"]
 
 
-async def test_fail_open_admits_locally_and_charges_when_the_store_is_back(
-        env: StoreEnv) -> None:
+async def test_fail_open_admits_locally_and_charges_when_the_store_is_back(env: StoreEnv) -> None:
     store = Flaky(env.store)
     acct = accountant(env, store, fail_mode="open", replay_interval_s=0.01)
     k = key(budgets=(key_budget(1_000_000),))
@@ -202,8 +214,9 @@ async def test_fail_open_admits_locally_and_charges_when_the_store_is_back(
     assert admission.local
     released = await acct.admit("r2", k, CANDIDATES, 10, 10)
     await acct.release(released)
-    entry = await acct.settle(admission, "full", Usage(100, 100), rule="r", fallbacks=[],
-                              latency_ms=1)
+    entry = await acct.settle(
+        admission, "full", Usage(100, 100), rule="r", fallbacks=[], latency_ms=1
+    )
     assert acct.journal_size == 1
     store.down = False
     await asyncio.wait_for(_drained(acct), 2.0)
@@ -238,14 +251,17 @@ class Concurrent(Flaky):
 
 
 async def test_the_journal_replays_in_concurrent_batches_and_keeps_what_failed(
-        env: StoreEnv) -> None:
+    env: StoreEnv,
+) -> None:
     store = Concurrent(env.store)
     acct = accountant(env, store, replay_interval_s=0.01)
     k = key(budgets=(key_budget(10_000_000),))
     admissions = [await acct.admit(f"r{i}", k, CANDIDATES, 10, 10) for i in range(100)]
     store.down = True
-    entries = [await acct.settle(a, "mini", Usage(100, 10), rule="r", fallbacks=[],
-                                 latency_ms=1) for a in admissions]
+    entries = [
+        await acct.settle(a, "mini", Usage(100, 10), rule="r", fallbacks=[], latency_ms=1)
+        for a in admissions
+    ]
     assert acct.journal_size == 100
     store.fail_once = {f"r{i}" for i in range(0, 100, 7)}
     store.down = False

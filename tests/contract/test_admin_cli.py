@@ -44,14 +44,18 @@ def server_url() -> Iterator[str]:
     app.add_exception_handler(RouterError, _router_error)
     app.include_router(admin_router)
     app.state.runtime = SimpleNamespace(
-        store=store, prices=prices, accountant=Accountant(store, prices),
+        store=store,
+        prices=prices,
+        accountant=Accountant(store, prices),
         keys=KeyResolver(store),
-        config=SimpleNamespace(auth=SimpleNamespace(admin_key=SecretStr(ADMIN))))
+        config=SimpleNamespace(auth=SimpleNamespace(admin_key=SecretStr(ADMIN))),
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -82,9 +86,25 @@ def admin_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_keys(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, created, err = run(capsys, "keys", "create", "--url", server_url, "--team", "ml",
-                             "--name", "batch", "--tag", "eu", "--budget", "day:5.00",
-                             "--budget", "rolling:1.5:3600", "--rpm", "60")
+    code, created, err = run(
+        capsys,
+        "keys",
+        "create",
+        "--url",
+        server_url,
+        "--team",
+        "ml",
+        "--name",
+        "batch",
+        "--tag",
+        "eu",
+        "--budget",
+        "day:5.00",
+        "--budget",
+        "rolling:1.5:3600",
+        "--rpm",
+        "60",
+    )
     assert code == 0 and "not shown again" in err
     assert created["key"].startswith("sk-rt-")
     assert [b["limit_micros"] for b in created["budgets"]] == [5_000_000, 1_500_000]
@@ -97,31 +117,58 @@ def test_keys(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_prices(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, added, _ = run(capsys, "prices", "set", "full", "--input", "2.00", "--output", "8",
-                         "--cached", "0.5", "--url", server_url)
+    code, added, _ = run(
+        capsys,
+        "prices",
+        "set",
+        "full",
+        "--input",
+        "2.00",
+        "--output",
+        "8",
+        "--cached",
+        "0.5",
+        "--url",
+        server_url,
+    )
     assert (code, added["version"], added["cached_input_per_mtok_usd"]) == (0, 1, "0.500000")
-    run(capsys, "prices", "set", "full", "--input", "3", "--output", "9",
-        "--effective-from", "2999-01-01T00:00:00Z", "--url", server_url)
+    run(
+        capsys,
+        "prices",
+        "set",
+        "full",
+        "--input",
+        "3",
+        "--output",
+        "9",
+        "--effective-from",
+        "2999-01-01T00:00:00Z",
+        "--url",
+        server_url,
+    )
     _, shown, _ = run(capsys, "prices", "show", "--url", server_url)
     assert [p["version"] for p in shown["scheduled"]] == [2]
     _, history, _ = run(capsys, "prices", "history", "full", "--url", server_url)
     assert [p["version"] for p in history["data"]] == [1, 2]
 
 
-def test_usage_ledger_and_reconcile(server_url: str, capsys: pytest.CaptureFixture[str],
-                                    tmp_path: Path) -> None:
+def test_usage_ledger_and_reconcile(
+    server_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, usage, _ = run(capsys, "usage", "--group-by", "day", "--url", server_url)
     assert code == 0 and usage["group_by"] == "day"
     out = tmp_path / "ledger.csv"
-    code, _, _ = run(capsys, "ledger", "export", "--format", "csv", "-o", str(out),
-                     "--url", server_url)
+    code, _, _ = run(
+        capsys, "ledger", "export", "--format", "csv", "-o", str(out), "--url", server_url
+    )
     assert code == 0 and out.read_text().startswith("time,ts,request_id")
     code, reconciled, _ = run(capsys, "reconcile", "--older-than-s", "0", "--url", server_url)
     assert (code, reconciled["count"]) == (0, 0)
 
 
-def test_errors_are_one_line_and_exit_1(server_url: str, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_are_one_line_and_exit_1(
+    server_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = run(capsys, "keys", "list", "--url", server_url, "--admin-key", "wrong")
     assert code == 1 and "HTTP 401: Invalid admin key." in err
     code, _, err = run(capsys, "prices", "history", "nope", "--url", server_url)
@@ -129,8 +176,9 @@ def test_errors_are_one_line_and_exit_1(server_url: str, capsys: pytest.CaptureF
     monkeypatch.delenv("ROUTER_ADMIN_KEY")
     code, _, err = run(capsys, "keys", "list", "--url", server_url)
     assert code == 1 and "set ROUTER_ADMIN_KEY" in err
-    code, _, err = run(capsys, "keys", "list", "--url", "http://127.0.0.1:9",
-                       "--admin-key", "x", "--timeout", "2")
+    code, _, err = run(
+        capsys, "keys", "list", "--url", "http://127.0.0.1:9", "--admin-key", "x", "--timeout", "2"
+    )
     assert code == 1 and "cannot reach the router" in err
     with pytest.raises(SystemExit):
         run(capsys, "keys", "create", "--team", "t", "--budget", "day")
@@ -148,8 +196,16 @@ def test_reconcile_against_the_store_directly(capsys: pytest.CaptureFixture[str]
 
     asyncio.run(orphan())
     try:
-        code, result, _ = run(capsys, "reconcile", "--store-url", REDIS_URL, "--key-prefix",
-                              prefix, "--older-than-s", "0")
+        code, result, _ = run(
+            capsys,
+            "reconcile",
+            "--store-url",
+            REDIS_URL,
+            "--key-prefix",
+            prefix,
+            "--older-than-s",
+            "0",
+        )
         assert (code, result["count"], result["charged_micros"]) == (0, 1, 300)
     finally:
         asyncio.run(delete_prefix(prefix))

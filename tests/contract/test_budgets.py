@@ -26,12 +26,10 @@ async def test_admit_reserves_on_every_budget(env: StoreEnv) -> None:
     assert result.admitted
     assert [(s.spent, s.reserved) for s in result.budgets] == [(0, 300), (0, 300)]
     status = await env.store.budget_status(TEAM, budgets)
-    assert [(s.spent, s.reserved, s.remaining) for s in status] == [(0, 300, 700),
-                                                                   (0, 300, 4700)]
+    assert [(s.spent, s.reserved, s.remaining) for s in status] == [(0, 300, 700), (0, 300, 4700)]
 
 
-async def test_room_is_spent_plus_reserved_plus_reserve_up_to_the_hard_limit(
-        env: StoreEnv) -> None:
+async def test_room_is_spent_plus_reserved_plus_reserve_up_to_the_hard_limit(env: StoreEnv) -> None:
     budgets = (key_budget(1000),)
     assert (await env.store.admit(admit_request("r1", budgets, 600))).admitted
     assert (await env.store.admit(admit_request("r2", budgets, 400))).admitted
@@ -44,16 +42,14 @@ async def test_room_is_spent_plus_reserved_plus_reserve_up_to_the_hard_limit(
 
 async def test_all_or_nothing_when_one_budget_has_no_room(env: StoreEnv) -> None:
     budgets = (key_budget(1000), team_budget(250))
-    result = await env.store.admit(admit_request("r1", budgets, 300,
-                                                 limits=Limits(rpm=1)))
+    result = await env.store.admit(admit_request("r1", budgets, 300, limits=Limits(rpm=1)))
     assert not result.admitted
     assert result.denied_by is Denial.BUDGET
     assert result.denied_budget is not None and result.denied_budget.budget == budgets[1]
     status = await env.store.budget_status(TEAM, budgets)
     assert [s.reserved for s in status] == [0, 0]
     # The denied request did not count against RPM either.
-    assert (await env.store.admit(admit_request("r2", budgets, 200,
-                                                limits=Limits(rpm=1)))).admitted
+    assert (await env.store.admit(admit_request("r2", budgets, 200, limits=Limits(rpm=1)))).admitted
 
 
 async def test_settle_swaps_reservation_for_actual_cost_once(env: StoreEnv) -> None:
@@ -128,8 +124,7 @@ async def test_orphans_are_reconciled_at_the_reserved_amount(env: StoreEnv) -> N
         assert ("orphan", TEAM, 300) in stale
     entry = await env.store.reconcile("orphan", TEAM)
     assert entry is not None
-    assert (entry.status, entry.cost, entry.key_id, entry.team) == ("reconciled", 300, KEY,
-                                                                    TEAM)
+    assert (entry.status, entry.cost, entry.key_id, entry.team) == ("reconciled", 300, KEY, TEAM)
     assert await env.store.reconcile("orphan", TEAM) is None
     status = await env.store.budget_status(TEAM, budgets)
     assert status[0].spent == 300
@@ -174,10 +169,10 @@ async def test_month_boundary_in_december_and_leap_february(env: StoreEnv) -> No
     if not env.is_memory:
         return  # Redis TIME cannot be moved; the same Lua runs for every date.
     budgets = (key_budget(1000, Period.MONTH),)
-    for when, expected in [(datetime(2026, 12, 31, 23, 0, tzinfo=UTC),
-                            datetime(2027, 1, 1, tzinfo=UTC)),
-                           (datetime(2028, 2, 10, tzinfo=UTC),
-                            datetime(2028, 3, 1, tzinfo=UTC))]:
+    for when, expected in [
+        (datetime(2026, 12, 31, 23, 0, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+        (datetime(2028, 2, 10, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC)),
+    ]:
         env.advance(when.timestamp() - env.now_sync())
         status = await env.store.budget_status(TEAM, budgets)
         assert status[0].resets_at == expected.timestamp()

@@ -7,8 +7,9 @@ from tests.contract.builders import admit_request, settlement, team_budget
 from tests.contract.conftest import StoreEnv
 
 
-async def entries(env: StoreEnv, since: float | None = None,
-                  until: float | None = None) -> list[LedgerEntry]:
+async def entries(
+    env: StoreEnv, since: float | None = None, until: float | None = None
+) -> list[LedgerEntry]:
     return [e async for e in env.store.ledger(since, until)]
 
 
@@ -27,17 +28,41 @@ async def test_ledger_merges_teams_in_time_order(env: StoreEnv) -> None:
 
 async def test_entries_round_trip_every_field(env: StoreEnv) -> None:
     budgets = (team_budget(10_000_000_000_000),)
-    await env.store.settle(settlement(
-        "r1", budgets, 9_007_199_254_740, backend="full-eu", model="gpt-4.1",
-        prompt_tokens=1200, completion_tokens=300, cached_tokens=1000, price_version=7,
-        rule="long-context", fallbacks=("mini", "full-us"), latency_ms=1234, status="ok",
-        extra={"counted": "1", "reserved": "42"}))
+    await env.store.settle(
+        settlement(
+            "r1",
+            budgets,
+            9_007_199_254_740,
+            backend="full-eu",
+            model="gpt-4.1",
+            prompt_tokens=1200,
+            completion_tokens=300,
+            cached_tokens=1000,
+            price_version=7,
+            rule="long-context",
+            fallbacks=("mini", "full-us"),
+            latency_ms=1234,
+            status="ok",
+            extra={"counted": "1", "reserved": "42"},
+        )
+    )
     (entry,) = await entries(env)
     expected = settlement(
-        "r1", budgets, 9_007_199_254_740, backend="full-eu", model="gpt-4.1",
-        prompt_tokens=1200, completion_tokens=300, cached_tokens=1000, price_version=7,
-        rule="long-context", fallbacks=("mini", "full-us"), latency_ms=1234, status="ok",
-        extra={"counted": "1", "reserved": "42"}).entry
+        "r1",
+        budgets,
+        9_007_199_254_740,
+        backend="full-eu",
+        model="gpt-4.1",
+        prompt_tokens=1200,
+        completion_tokens=300,
+        cached_tokens=1000,
+        price_version=7,
+        rule="long-context",
+        fallbacks=("mini", "full-us"),
+        latency_ms=1234,
+        status="ok",
+        extra={"counted": "1", "reserved": "42"},
+    ).entry
     assert entry.ts > 0
     assert entry == LedgerEntry(**{**_fields(expected), "ts": entry.ts})
 
@@ -61,4 +86,6 @@ async def test_ledger_filters_by_time(env: StoreEnv) -> None:
     assert [e.request_id for e in await entries(env, since=late.ts)] == ["late"]
     assert [e.request_id for e in await entries(env, until=early.ts)] == ["early"]
     assert [e.request_id for e in await entries(env, since=early.ts, until=late.ts)] == [
-        "early", "late"]
+        "early",
+        "late",
+    ]

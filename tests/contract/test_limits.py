@@ -69,24 +69,27 @@ async def test_concurrency_leases_are_released_by_settle_and_release(env: StoreE
     assert not (await env.store.admit(admit_request("r5", limits=limits))).admitted
 
 
-async def test_an_expired_lease_frees_its_slot_but_keeps_its_reservation(
-        env: StoreEnv) -> None:
+async def test_an_expired_lease_frees_its_slot_but_keeps_its_reservation(env: StoreEnv) -> None:
     """A crashed request never leaks a concurrency slot; its money waits for reconcile."""
     limits = Limits(max_concurrency=1)
     budgets = (key_budget(1000),)
     ttl_ms = 10_000 if env.is_memory else 50
-    assert (await env.store.admit(admit_request("crashed", budgets, 300, limits=limits,
-                                                lease_ttl_ms=ttl_ms))).admitted
-    assert not (await env.store.admit(admit_request("next", budgets, 300,
-                                                    limits=limits))).admitted
+    assert (
+        await env.store.admit(
+            admit_request("crashed", budgets, 300, limits=limits, lease_ttl_ms=ttl_ms)
+        )
+    ).admitted
+    assert not (await env.store.admit(admit_request("next", budgets, 300, limits=limits))).admitted
     if env.is_memory:
         env.advance(10)
-        assert (await env.store.admit(admit_request("next", budgets, 300,
-                                                    limits=limits))).admitted
+        assert (await env.store.admit(admit_request("next", budgets, 300, limits=limits))).admitted
     else:
+
         async def admitted() -> bool:
-            return (await env.store.admit(admit_request("next", budgets, 300,
-                                                        limits=limits))).admitted
+            return (
+                await env.store.admit(admit_request("next", budgets, 300, limits=limits))
+            ).admitted
+
         await wait_for(admitted, timeout=2.0)
     status = await env.store.budget_status(TEAM, budgets)
     assert status[0].reserved == 600
@@ -96,5 +99,4 @@ async def test_limits_are_per_key(env: StoreEnv) -> None:
     limits = Limits(rpm=1, max_concurrency=1)
     assert (await env.store.admit(admit_request("r1", key_id="a", limits=limits))).admitted
     assert (await env.store.admit(admit_request("r2", key_id="b", limits=limits))).admitted
-    assert not (await env.store.admit(admit_request("r3", key_id="a",
-                                                    limits=limits))).admitted
+    assert not (await env.store.admit(admit_request("r3", key_id="a", limits=limits))).admitted

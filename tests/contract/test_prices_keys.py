@@ -21,8 +21,7 @@ async def test_versions_are_numbered_per_model_oldest_first(env: StoreEnv) -> No
     assert (first.version, second.version, other.version) == (1, 2, 1)
     prices = await env.store.prices()
     assert [p.version for p in prices["full"]] == [1, 2]
-    assert prices["full"][1] == Price("full", 2, 2_000_000_000.0, 3_000_000, 8_000_000,
-                                      500_000, 0)
+    assert prices["full"][1] == Price("full", 2, 2_000_000_000.0, 3_000_000, 8_000_000, 500_000, 0)
     assert prices["mini"] == [other]
 
 
@@ -73,10 +72,18 @@ def record(key_id: str, key_hash: str, team: str = "team-a", **kw: object) -> Ke
 
 
 async def test_keys_by_hash_and_id(env: StoreEnv) -> None:
-    rec = record("k1", "a" * 64, name="svc", tags=frozenset({"batch", "eu"}),
-                 budgets=(key_budget(5_000_000, key_id="k1"),
-                          key_budget(1, Period.ROLLING, key_id="k1", window_s=300, soft=1)),
-                 limits=Limits(rpm=10, tpm=None, max_concurrency=2), created_at=1.5)
+    rec = record(
+        "k1",
+        "a" * 64,
+        name="svc",
+        tags=frozenset({"batch", "eu"}),
+        budgets=(
+            key_budget(5_000_000, key_id="k1"),
+            key_budget(1, Period.ROLLING, key_id="k1", window_s=300, soft=1),
+        ),
+        limits=Limits(rpm=10, tpm=None, max_concurrency=2),
+        created_at=1.5,
+    )
     await env.store.put_key(rec)
     await env.store.put_key(record("k2", "b" * 64, team="team-b", created_at=2.0))
     assert await env.store.key_by_hash("a" * 64) == rec

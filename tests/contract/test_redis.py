@@ -22,8 +22,9 @@ from tests.contract.builders import KEY, TEAM, admit_request, key_budget, settle
 from tests.contract.conftest import REDIS_URL, StoreEnv, dump_prefix, redis_store_env
 from tests.redis_servers import RedisServer, free_port, redis_binaries_available
 
-needs_binaries = pytest.mark.skipif(not redis_binaries_available(),
-                                    reason="redis-server binaries not installed")
+needs_binaries = pytest.mark.skipif(
+    not redis_binaries_available(), reason="redis-server binaries not installed"
+)
 
 
 @pytest.fixture
@@ -36,8 +37,13 @@ async def test_plaintext_key_is_never_stored(redis_env: StoreEnv) -> None:
     store = redis_env.store
     for pepper in (None, "server-pepper"):
         plaintext, key_id = generate_key()
-        record = KeyRecord(key_id, hash_key(plaintext, pepper), TEAM, name="svc",
-                           budgets=(key_budget(1_000_000, key_id=key_id),))
+        record = KeyRecord(
+            key_id,
+            hash_key(plaintext, pepper),
+            TEAM,
+            name="svc",
+            budgets=(key_budget(1_000_000, key_id=key_id),),
+        )
         await store.put_key(record)
         await store.admit(admit_request("r-" + key_id, record.budgets, 10, key_id=key_id))
         await store.settle(settlement("r-" + key_id, record.budgets, 5, key_id=key_id))
@@ -92,8 +98,9 @@ def test_lua_scripts_name_their_keys_argv_and_units() -> None:
 
 
 async def test_unreachable_redis_is_a_store_error() -> None:
-    store = open_store(f"redis://127.0.0.1:{free_port()}/0", key_prefix="rt-test-down",
-                       timeout_s=0.2)
+    store = open_store(
+        f"redis://127.0.0.1:{free_port()}/0", key_prefix="rt-test-down", timeout_s=0.2
+    )
     try:
         with pytest.raises(StoreError) as caught:
             await store.admit(admit_request("r1"))
@@ -141,14 +148,17 @@ async def test_price_watch_survives_a_redis_restart() -> None:
             await reader.close()
 
 
-@pytest.mark.parametrize("url", [
-    "redis://127.0.0.1:6379/0",
-    "rediss://user:secret@127.0.0.1:6380/1",
-    "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
-    "redis+cluster://:p%40ss@[::1]:7000",
-    "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster",
-    "redis+sentinel://:pw@127.0.0.1:26379/mymaster/2?sentinel_password=s",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://user:secret@127.0.0.1:6380/1",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+        "redis+cluster://:p%40ss@[::1]:7000",
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster",
+        "redis+sentinel://:pw@127.0.0.1:26379/mymaster/2?sentinel_password=s",
+    ],
+)
 async def test_factory_maps_redis_urls_to_the_redis_store(url: str) -> None:
     store = open_store(url, key_prefix="rt-test", timeout_s=0.5)
     assert isinstance(store, RedisStore)
@@ -166,7 +176,8 @@ async def test_factory_maps_memory_and_rejects_the_rest() -> None:
 
 
 async def test_settle_without_reservation_for_an_unknown_key_lease_is_harmless(
-        redis_env: StoreEnv) -> None:
+    redis_env: StoreEnv,
+) -> None:
     status = await redis_env.store.settle(settlement("lost", (), 5))
     assert status == ()
     await redis_env.store.release("lost", KEY, TEAM, ())

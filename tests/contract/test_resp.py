@@ -19,14 +19,17 @@ from tests.redis_servers import RedisServer
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
-    with RedisServer(extra_args=["--user", "app", "on", ">s3cret", "~*", "&*",
-                                 "+@all"]) as running:
+    with RedisServer(extra_args=["--user", "app", "on", ">s3cret", "~*", "&*", "+@all"]) as running:
         yield running
 
 
 def lane(server: RedisServer, **overrides: object) -> ScriptConnection:
-    options: dict[str, object] = {"timeout_s": 1.0, "db": 3, "username": "app",
-                                  "password": "s3cret"}
+    options: dict[str, object] = {
+        "timeout_s": 1.0,
+        "db": 3,
+        "username": "app",
+        "password": "s3cret",
+    }
     options.update(overrides)
     return ScriptConnection(server.host, server.port, **options)  # type: ignore[arg-type]
 
@@ -39,12 +42,12 @@ async def test_concurrent_commands_each_get_their_own_reply(server: RedisServer)
     await conn.aclose()
 
 
-async def test_the_handshake_authenticates_and_selects_the_database(
-        server: RedisServer) -> None:
+async def test_the_handshake_authenticates_and_selects_the_database(server: RedisServer) -> None:
     conn = lane(server)
     await conn.call("SET", "where", "db3")
-    with server.sync_client(username="app", password="s3cret", db=3,
-                            decode_responses=True) as client:
+    with server.sync_client(
+        username="app", password="s3cret", db=3, decode_responses=True
+    ) as client:
         assert client.get("where") == "db3"
     await conn.aclose()
 

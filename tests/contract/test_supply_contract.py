@@ -39,12 +39,18 @@ CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.H
 
 
 def settings(**breaker: float) -> SupplySettings:
-    values: dict[str, float] = {"consecutive_failures": 3, "failure_rate": 0.5,
-                                "min_requests": 6, "window_s": 60, "cooldown_s": COOLDOWN,
-                                "half_open_probes": 2}
+    values: dict[str, float] = {
+        "consecutive_failures": 3,
+        "failure_rate": 0.5,
+        "min_requests": 6,
+        "window_s": 60,
+        "cooldown_s": COOLDOWN,
+        "half_open_probes": 2,
+    }
     values.update(breaker)
-    return SupplySettings(breaker=BreakerSettings.model_validate(values),
-                          retry=RetrySettings(max_retry_after_s=5))
+    return SupplySettings(
+        breaker=BreakerSettings.model_validate(values), retry=RetrySettings(max_retry_after_s=5)
+    )
 
 
 @dataclass
@@ -88,8 +94,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         return
     if request.param == "redis" and not _redis_available():
         pytest.skip(f"no Redis at {REDIS_URL}")
-    url = (request.getfixturevalue("cluster").url if request.param == "cluster"
-           else REDIS_URL)
+    url = request.getfixturevalue("cluster").url if request.param == "cluster" else REDIS_URL
     prefix = f"t{uuid.uuid4().hex[:10]}"
     opened: list[RedisSupplyStore] = []
 
@@ -106,8 +111,9 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         await store.close()
 
 
-async def fail(store: SupplyStore, times: int = 1, backend: str = "mini",
-               s: SupplySettings | None = None) -> BreakerState:
+async def fail(
+    store: SupplyStore, times: int = 1, backend: str = "mini", s: SupplySettings | None = None
+) -> BreakerState:
     view = None
     for _ in range(times):
         view = await store.record(backend, Outcome(failures=1), s or settings())
@@ -286,8 +292,7 @@ async def test_quota_spends_requests_and_tokens_before_the_call(subject):
 
 
 async def test_capacity_and_quota_are_taken_together_or_not_at_all(subject):
-    s = SupplySettings(capacity=CapacitySettings(max_in_flight=1),
-                       quota=QuotaSettings(rpm=2))
+    s = SupplySettings(capacity=CapacitySettings(max_in_flight=1), quota=QuotaSettings(rpm=2))
     store = subject.store
     assert (await store.acquire("mini", "a", 0, s)).granted
     assert (await store.acquire("mini", "b", 0, s)).denied_by == "capacity"
@@ -334,6 +339,5 @@ async def test_backends_are_independent(subject):
 async def test_concurrent_acquires_never_exceed_the_cap(subject):
     s = SupplySettings(capacity=CapacitySettings(max_in_flight=5))
     stores = [subject.store, subject.second(), subject.second()]
-    slots = await asyncio.gather(*(stores[i % 3].acquire("mini", f"r{i}", 0, s)
-                                   for i in range(60)))
+    slots = await asyncio.gather(*(stores[i % 3].acquire("mini", f"r{i}", 0, s) for i in range(60)))
     assert sum(slot.granted for slot in slots) == 5

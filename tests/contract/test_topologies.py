@@ -42,14 +42,16 @@ async def scenario(store: Store, peer: Store) -> None:
 
     limits = Limits(rpm=100, tpm=10_000, max_concurrency=5)
     for team in (TEAM, "team-b", "team-c"):
-        budgets = (key_budget(1000), team_budget(5000, Period.ROLLING, team=team,
-                                                 window_s=600))
-        assert (await store.admit(admit_request(f"{team}-1", budgets, 300, team=team,
-                                                limits=limits))).admitted
-        assert (await peer.admit(admit_request(f"{team}-2", budgets, 300, team=team,
-                                               limits=limits))).admitted
-        assert (await store.admit(admit_request(f"{team}-3", budgets, 300, team=team,
-                                                limits=limits))).admitted
+        budgets = (key_budget(1000), team_budget(5000, Period.ROLLING, team=team, window_s=600))
+        assert (
+            await store.admit(admit_request(f"{team}-1", budgets, 300, team=team, limits=limits))
+        ).admitted
+        assert (
+            await peer.admit(admit_request(f"{team}-2", budgets, 300, team=team, limits=limits))
+        ).admitted
+        assert (
+            await store.admit(admit_request(f"{team}-3", budgets, 300, team=team, limits=limits))
+        ).admitted
         status = await store.settle(settlement(f"{team}-1", budgets, 100, team=team))
         assert [(s.spent, s.reserved) for s in status] == [(100, 600), (100, 600)]
         await peer.release(f"{team}-2", KEY, team, budgets)
@@ -60,15 +62,19 @@ async def scenario(store: Store, peer: Store) -> None:
         assert entry is not None and entry.cost == 300
     ledger = [e async for e in peer.ledger()]
     assert sorted(e.request_id for e in ledger) == sorted(
-        f"{t}-{n}" for t in (TEAM, "team-b", "team-c") for n in (1, 3))
+        f"{t}-{n}" for t in (TEAM, "team-b", "team-c") for n in (1, 3)
+    )
     assert [e.ts for e in ledger] == sorted(e.ts for e in ledger)
 
 
 async def test_cluster(cluster: RedisCluster) -> None:
     prefix = f"rt-test-{uuid.uuid4().hex[:8]}"
     store = open_store(cluster.url, key_prefix=prefix, timeout_s=2.0)
-    peer = open_store(f"redis+cluster://127.0.0.1:{cluster.ports[1]},127.0.0.1:"
-                      f"{cluster.ports[2]}", key_prefix=prefix, timeout_s=2.0)
+    peer = open_store(
+        f"redis+cluster://127.0.0.1:{cluster.ports[1]},127.0.0.1:{cluster.ports[2]}",
+        key_prefix=prefix,
+        timeout_s=2.0,
+    )
     try:
         await scenario(store, peer)
     finally:

@@ -13,8 +13,9 @@ from tests.router_process import RouterProcess
 
 
 @pytest.fixture
-def pair(tmp_path: Path, fakes: tuple[FakeUpstream, FakeUpstream]
-         ) -> Iterator[tuple[list[RouterProcess], Peek]]:
+def pair(
+    tmp_path: Path, fakes: tuple[FakeUpstream, FakeUpstream]
+) -> Iterator[tuple[list[RouterProcess], Peek]]:
     """Two routers sharing one Redis prefix, in front of the module's upstreams."""
     mini, full = fakes
     with replicas(tmp_path, mini, full, 2) as running:

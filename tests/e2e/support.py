@@ -37,8 +37,9 @@ PROMPT = [{"role": "user", "content": "summarise the quarterly spend report in o
 ERROR_FIELDS = {"message", "type", "param", "code"}
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.02) -> float:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
+) -> float:
     """Poll `predicate` until it holds; the seconds it took. AssertionError past `timeout`."""
     began = time.monotonic()
     while not predicate():
@@ -48,8 +49,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
     return time.monotonic() - began
 
 
-async def await_until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str,
-                      interval: float = 0.005) -> float:
+async def await_until(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.005
+) -> float:
     began = time.monotonic()
     while not await predicate():
         if time.monotonic() - began > timeout:
@@ -99,9 +101,12 @@ class Peek:
 
     def ledger(self) -> list[LedgerEntry]:
         """Every ledger entry of every team, straight from the streams."""
-        entries = [entry_from_fields(fields)
-                   for key in self.keys() if key.endswith(":ledger")
-                   for _, fields in self.client.xrange(key)]
+        entries = [
+            entry_from_fields(fields)
+            for key in self.keys()
+            if key.endswith(":ledger")
+            for _, fields in self.client.xrange(key)
+        ]
         return sorted(entries, key=lambda e: e.ts)
 
     def dump(self) -> str:
@@ -131,7 +136,7 @@ class Peek:
         """Drop this prefix's keys (never a FLUSH: the Redis is shared)."""
         keys = self.keys()
         for start in range(0, len(keys), 500):
-            self.client.delete(*keys[start:start + 500])
+            self.client.delete(*keys[start : start + 500])
 
 
 # --------------------------------------------------------------------------- routers
@@ -152,15 +157,21 @@ def start_all(routers: Sequence[RouterProcess]) -> None:
 
 
 @contextlib.contextmanager
-def replicas(workdir: Path, mini: FakeUpstream, full: FakeUpstream, count: int,
-             configure: Callable[[dict[str, Any]], None] | None = None,
-             **overrides: Any) -> Iterator[tuple[list[RouterProcess], Peek]]:
+def replicas(
+    workdir: Path,
+    mini: FakeUpstream,
+    full: FakeUpstream,
+    count: int,
+    configure: Callable[[dict[str, Any]], None] | None = None,
+    **overrides: Any,
+) -> Iterator[tuple[list[RouterProcess], Peek]]:
     """`count` routers sharing one fresh key prefix of the shared Redis; the prefix's keys
     are deleted afterwards. `configure` may edit the config before it is written."""
     client = redis_client()
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    cfg = router_config(mini.base_url, full.base_url, store_url=REDIS_URL, key_prefix=prefix,
-                        **overrides)
+    cfg = router_config(
+        mini.base_url, full.base_url, store_url=REDIS_URL, key_prefix=prefix, **overrides
+    )
     if configure is not None:
         configure(cfg)
     routers = [RouterProcess(cfg, workdir) for _ in range(count)]
@@ -181,9 +192,15 @@ def replicas(workdir: Path, mini: FakeUpstream, full: FakeUpstream, count: int,
 def price_of(view: dict[str, Any]) -> Price:
     """A Price from the admin API's view of one version (USD strings, parsed exactly)."""
     cached = view["cached_input_per_mtok_usd"]
-    return Price(view["model"], int(view["version"]), 0.0,
-                 parse_usd(view["input_per_mtok_usd"]), parse_usd(view["output_per_mtok_usd"]),
-                 None if cached is None else parse_usd(cached), parse_usd(view["per_request_usd"]))
+    return Price(
+        view["model"],
+        int(view["version"]),
+        0.0,
+        parse_usd(view["input_per_mtok_usd"]),
+        parse_usd(view["output_per_mtok_usd"]),
+        None if cached is None else parse_usd(cached),
+        parse_usd(view["per_request_usd"]),
+    )
 
 
 class Admin:
@@ -194,12 +211,19 @@ class Admin:
         self.http = httpx.Client(base_url=router.url, headers=ADMIN_HEADERS, timeout=10)
 
     def _ok(self, resp: httpx.Response) -> Any:
-        assert resp.status_code < 300, f"{resp.request.method} {resp.request.url}: " \
-                                       f"{resp.status_code} {resp.text}"
+        assert resp.status_code < 300, (
+            f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text}"
+        )
         return resp.json()
 
-    def create_key(self, team: str, name: str, *, budgets: Sequence[dict[str, Any]] = (),
-                   limits: dict[str, int] | None = None) -> dict[str, Any]:
+    def create_key(
+        self,
+        team: str,
+        name: str,
+        *,
+        budgets: Sequence[dict[str, Any]] = (),
+        limits: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"team": team, "name": name, "budgets": list(budgets)}
         if limits:
             body["limits"] = limits
@@ -211,8 +235,9 @@ class Admin:
         return view
 
     def set_team_budgets(self, team: str, budgets: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        view: dict[str, Any] = self._ok(self.http.put(f"/admin/teams/{team}/budgets",
-                                                      json={"budgets": list(budgets)}))
+        view: dict[str, Any] = self._ok(
+            self.http.put(f"/admin/teams/{team}/budgets", json={"budgets": list(budgets)})
+        )
         return view
 
     def team_budgets(self, team: str) -> dict[str, Any]:
@@ -228,8 +253,18 @@ class Admin:
         return {int(v["version"]): price_of(v) for v in views}
 
     def add_price(self, model: str, input_usd: str, output_usd: str) -> Price:
-        return price_of(self._ok(self.http.post("/admin/prices", json={
-            "model": model, "input_per_mtok": input_usd, "output_per_mtok": output_usd})))
+        return price_of(
+            self._ok(
+                self.http.post(
+                    "/admin/prices",
+                    json={
+                        "model": model,
+                        "input_per_mtok": input_usd,
+                        "output_per_mtok": output_usd,
+                    },
+                )
+            )
+        )
 
     def ledger(self) -> list[dict[str, Any]]:
         resp = self.http.get("/admin/ledger")
@@ -252,9 +287,11 @@ def fake_cost(fake: FakeUpstream, price: Price) -> tuple[int, int]:
     """(requests that produced usage, their total cost at `price`) from what the fake
     upstream recorded it produced: the bill the router's ledger must match."""
     served = [r for r in fake.requests if r.usage is not None]
-    total = sum(actual_cost(price, Usage(r.usage["prompt_tokens"],
-                                         r.usage["completion_tokens"]))
-                for r in served if r.usage is not None)
+    total = sum(
+        actual_cost(price, Usage(r.usage["prompt_tokens"], r.usage["completion_tokens"]))
+        for r in served
+        if r.usage is not None
+    )
     return len(served), total
 
 
@@ -272,8 +309,14 @@ class Reply:
     ended: float
 
 
-async def send(client: httpx.AsyncClient, router: RouterProcess, index: int, request_id: str,
-               key: str, body: dict[str, Any]) -> Reply:
+async def send(
+    client: httpx.AsyncClient,
+    router: RouterProcess,
+    index: int,
+    request_id: str,
+    key: str,
+    body: dict[str, Any],
+) -> Reply:
     """One chat request; a stream is read to its end (its body is the list of data lines)."""
     headers = {"authorization": f"Bearer {key}", "x-request-id": request_id}
     url = f"{router.base_url}/chat/completions"
@@ -285,16 +328,24 @@ async def send(client: httpx.AsyncClient, router: RouterProcess, index: int, req
                 parsed: Any = resp.json()
             else:
                 parsed = [line async for line in resp.aiter_lines() if line.startswith("data:")]
-            return Reply(request_id, index, resp.status_code, resp.headers, parsed, started,
-                         time.monotonic())
+            return Reply(
+                request_id, index, resp.status_code, resp.headers, parsed, started, time.monotonic()
+            )
     resp = await client.post(url, json=body, headers=headers)
-    return Reply(request_id, index, resp.status_code, resp.headers, resp.json(), started,
-                 time.monotonic())
+    return Reply(
+        request_id, index, resp.status_code, resp.headers, resp.json(), started, time.monotonic()
+    )
 
 
-async def fire(routers: Sequence[RouterProcess], count: int, key: str,
-               body_of: Callable[[int], dict[str, Any]], *, concurrency: int = 64,
-               tag: str = "r") -> list[Reply]:
+async def fire(
+    routers: Sequence[RouterProcess],
+    count: int,
+    key: str,
+    body_of: Callable[[int], dict[str, Any]],
+    *,
+    concurrency: int = 64,
+    tag: str = "r",
+) -> list[Reply]:
     """`count` requests spread round-robin over `routers`, at most `concurrency` at once."""
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -309,5 +360,4 @@ async def fire(routers: Sequence[RouterProcess], count: int, key: str,
 
 
 def is_openai_error(body: Any) -> bool:
-    return isinstance(body, dict) and set(body) == {"error"} \
-        and set(body["error"]) == ERROR_FIELDS
+    return isinstance(body, dict) and set(body) == {"error"} and set(body["error"]) == ERROR_FIELDS

@@ -59,8 +59,7 @@ def test_a_budget_holds_exactly_across_two_routers_under_a_flood(pair, fakes):
     team = "finops-flood"
     team_limit = 10 * limit
     admin.set_team_budgets(team, [{"period": "month", "limit_usd": usd(team_limit)}])
-    created = admin.create_key(team, "flood", budgets=[
-        {"period": "day", "limit_usd": usd(limit)}])
+    created = admin.create_key(team, "flood", budgets=[{"period": "day", "limit_usd": usd(limit)}])
 
     replies = asyncio.run(fire(routers, REQUESTS, created["key"], _body, concurrency=64))
 
@@ -103,20 +102,23 @@ def test_a_budget_holds_exactly_across_two_routers_under_a_flood(pair, fakes):
     assert key_status["reserved_micros"] == team_status["reserved_micros"] == 0
     usage = admin.http.get("/admin/usage", params={"group_by": "key"}).json()
     assert [(r["group"], r["requests"], r["cost_micros"]) for r in usage["data"]] == [
-        (created["id"], len(served), total)]
+        (created["id"], len(served), total)
+    ]
     assert total <= limit
     # Nothing leaked: one more request fits exactly when the counters say it should.
     more = asyncio.run(fire(routers, 1, created["key"], _body, tag="last"))[0]
     assert more.status == (200 if limit - total >= reserve else 429), more.body
-    print(f"\nflood: {len(served)} served, {len(rejected)} rejected; spent {total} of "
-          f"{limit} micro-USD (each {each}, reserved {reserve})")
+    print(
+        f"\nflood: {len(served)} served, {len(rejected)} rejected; spent {total} of "
+        f"{limit} micro-USD (each {each}, reserved {reserve})"
+    )
 
 
 def _content(line: str) -> str:
     """The content delta of one SSE data line ('' for anything else)."""
     if not line.startswith("data: {"):
         return ""
-    chunk = json.loads(line[len("data: "):])
+    chunk = json.loads(line[len("data: ") :])
     choices = chunk.get("choices") or [{}]
     return str(choices[0].get("delta", {}).get("content") or "")
 
@@ -124,12 +126,15 @@ def _content(line: str) -> str:
 async def _hang_up(router: RouterProcess, key: str, request_id: str, after: int) -> str:
     """Open a long stream, read `after` content chunks, close the connection; what was read."""
     text, seen = "", 0
-    async with (httpx.AsyncClient(timeout=10) as client,
-                client.stream("POST", f"{router.base_url}/chat/completions",
-                              headers={"authorization": f"Bearer {key}",
-                                       "x-request-id": request_id},
-                              json={"model": "mini", "messages": PROMPT, "stream": True,
-                                    "max_tokens": 500}) as resp):
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream(
+            "POST",
+            f"{router.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {key}", "x-request-id": request_id},
+            json={"model": "mini", "messages": PROMPT, "stream": True, "max_tokens": 500},
+        ) as resp,
+    ):
         assert resp.status_code == 200
         async for line in resp.aiter_lines():
             piece = _content(line)
@@ -164,8 +169,9 @@ def test_abandoned_cut_and_timed_out_streams_leave_nothing_reserved(tmp_path, fa
         router = routers[0]
         admin = Admin(router)
         price = admin.prices()["mini"]
-        created = admin.create_key("streams", "streamer",
-                                   budgets=[{"period": "day", "limit_usd": "5"}])
+        created = admin.create_key(
+            "streams", "streamer", budgets=[{"period": "day", "limit_usd": "5"}]
+        )
         key = created["key"]
 
         # Clients that hang up after two chunks of a long, slow stream.
@@ -190,8 +196,11 @@ def test_abandoned_cut_and_timed_out_streams_leave_nothing_reserved(tmp_path, fa
         slow = asyncio.run(_one(router, key, "slow", stream=True))
         assert slow.status == 200 and '"code":"stream_interrupted"' in slow.body[-1], slow.body
 
-        settled = wait_until(lambda: not peek.open_holds(), 10,
-                             "every reservation and lease to be settled or released")
+        settled = wait_until(
+            lambda: not peek.open_holds(),
+            10,
+            "every reservation and lease to be settled or released",
+        )
         ledger = {e["request_id"]: e for e in admin.ledger()}
         assert set(ledger) == {*(f"gone-{i}" for i in range(hung_up)), "cut", "slow"}
         counter = TokenCounter()
@@ -199,9 +208,9 @@ def test_abandoned_cut_and_timed_out_streams_leave_nothing_reserved(tmp_path, fa
             entry = ledger[f"gone-{i}"]
             assert entry["status"] == "client_gone"
             assert entry["completion_tokens"] >= counter.count_text(text) > 0
-        assert sum(ledger[f"gone-{i}"]["completion_tokens"] for i in range(hung_up)) \
-            <= sum(counter.count_text(r.content or "") for r in gone), \
-            "charged for what the upstream produced, not for the reservation"
+        assert sum(ledger[f"gone-{i}"]["completion_tokens"] for i in range(hung_up)) <= sum(
+            counter.count_text(r.content or "") for r in gone
+        ), "charged for what the upstream produced, not for the reservation"
         assert ledger["cut"]["status"] == "cut"
         assert ledger["cut"]["completion_tokens"] == counter.count_text("alpha bravo charlie")
         assert ledger["slow"]["status"] == "cut"
@@ -209,13 +218,16 @@ def test_abandoned_cut_and_timed_out_streams_leave_nothing_reserved(tmp_path, fa
         for entry in ledger.values():
             assert entry["prompt_tokens"] > 0
             assert entry["cost_micros"] == actual_cost(
-                price, Usage(entry["prompt_tokens"], entry["completion_tokens"]))
+                price, Usage(entry["prompt_tokens"], entry["completion_tokens"])
+            )
             assert int(entry["extra"]["reserved"]) >= entry["cost_micros"]
         status = admin.key(created["id"])["budget_status"][0]
         assert status["reserved_micros"] == 0
         assert status["spent_micros"] == sum(e["cost_micros"] for e in ledger.values())
-        print(f"\nhung up: upstream produced {sorted(r.chunks_sent for r in gone)} chunks; "
-              f"all settled {settled:.2f}s after the last response")
+        print(
+            f"\nhung up: upstream produced {sorted(r.chunks_sent for r in gone)} chunks; "
+            f"all settled {settled:.2f}s after the last response"
+        )
 
 
 def test_a_reused_request_id_is_charged_every_time(pair, fakes):
@@ -231,11 +243,16 @@ def test_a_reused_request_id_is_charged_every_time(pair, fakes):
 
     async def reuse() -> list[Reply]:
         async with httpx.AsyncClient(timeout=20) as client:
-            one_by_one = [await send(client, routers[i % 2], i % 2, "same-id", created["key"],
-                                     body) for i in range(3)]
-            at_once = await asyncio.gather(*(
-                send(client, routers[i % 2], i % 2, "twin-id", created["key"], _body(3))
-                for i in range(4)))
+            one_by_one = [
+                await send(client, routers[i % 2], i % 2, "same-id", created["key"], body)
+                for i in range(3)
+            ]
+            at_once = await asyncio.gather(
+                *(
+                    send(client, routers[i % 2], i % 2, "twin-id", created["key"], _body(3))
+                    for i in range(4)
+                )
+            )
             return [*one_by_one, *at_once]
 
     replies = asyncio.run(reuse())

@@ -28,19 +28,37 @@ from tests.fake_upstream import FakeUpstream
 from tests.router_process import ADMIN_KEY, CLIENT_KEY, RouterProcess, router_config
 
 HELLO = [{"role": "user", "content": "say hello to the router please"}]
-IMAGE = [{"role": "user", "content": [
-    {"type": "text", "text": "what is in this picture"},
-    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "what is in this picture"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ],
+    }
+]
 LONG = [{"role": "user", "content": "word " * 3000}]
 REDIS_URL = "redis://127.0.0.1:6379/0"
 COOLDOWN_S = 2.0
 
-BREAKER = {"consecutive_failures": 3, "failure_rate": 0.5, "min_requests": 4,
-           "window_s": 10, "cooldown_s": COOLDOWN_S, "half_open_probes": 1}
+BREAKER = {
+    "consecutive_failures": 3,
+    "failure_rate": 0.5,
+    "min_requests": 4,
+    "window_s": 10,
+    "cooldown_s": COOLDOWN_S,
+    "half_open_probes": 1,
+}
 
 
-def config(mini_url: str, full_url: str, *, mini_supply: dict[str, Any] | None = None,
-           full_supply: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+def config(
+    mini_url: str,
+    full_url: str,
+    *,
+    mini_supply: dict[str, Any] | None = None,
+    full_supply: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """The e2e config with quick breakers, Mini's window small enough that a 3000-word
     prompt only fits the full model, and short first-byte timeouts."""
     built = router_config(mini_url, full_url, **overrides)
@@ -49,8 +67,7 @@ def config(mini_url: str, full_url: str, *, mini_supply: dict[str, Any] | None =
     mini["capabilities"]["max_output_tokens"] = 512
     for backend, supply in ((mini, mini_supply), (full, full_supply)):
         backend["timeouts"] = {"connect_s": 1, "first_byte_s": 0.5, "read_s": 10}
-        backend["supply"] = {"breaker": BREAKER, "probe": {"interval_s": 0.2},
-                             **(supply or {})}
+        backend["supply"] = {"breaker": BREAKER, "probe": {"interval_s": 0.2}, **(supply or {})}
     return built
 
 
@@ -68,22 +85,24 @@ def start(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], RouterProcess]]
 
 
 def sdk(router: RouterProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0,
-                         timeout=20)
+    return openai.OpenAI(base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
 
 
-def ask(router: RouterProcess, messages: list[dict[str, Any]] = HELLO,
-        **kwargs: Any) -> tuple[str, str]:
+def ask(
+    router: RouterProcess, messages: list[dict[str, Any]] = HELLO, **kwargs: Any
+) -> tuple[str, str]:
     """(backend that served, x-router-fallbacks) of one successful completion."""
     raw = sdk(router).chat.completions.with_raw_response.create(
-        model="auto", messages=messages, **kwargs)
+        model="auto", messages=messages, **kwargs
+    )
     assert raw.parse().choices[0].message.content
     return raw.headers["x-router-backend"], raw.headers.get("x-router-fallbacks", "")
 
 
 def backends(router: RouterProcess) -> dict[str, dict[str, Any]]:
-    resp = httpx.get(f"{router.url}/admin/backends",
-                     headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    resp = httpx.get(
+        f"{router.url}/admin/backends", headers={"authorization": f"Bearer {ADMIN_KEY}"}
+    )
     resp.raise_for_status()
     result: dict[str, dict[str, Any]] = resp.json()["backends"]
     return result
@@ -132,8 +151,11 @@ def test_a_dead_mini_moves_traffic_to_full_and_full_only_requests_never_fail(sta
     reasons = {hop for _, hops in served for hop in hops.split(",") if hop}
     assert reasons <= {"mini:refused", "mini:dropped", "mini:circuit_open"}
     assert backends(router)["mini"]["breaker"] == "open"
-    wait_until(lambda: backends(router)["mini"]["last_probe"]["ok"] is False, 2,
-               "a failed probe of the dead Mini")
+    wait_until(
+        lambda: backends(router)["mini"]["last_probe"]["ok"] is False,
+        2,
+        "a failed probe of the dead Mini",
+    )
     for messages in (IMAGE, LONG):
         assert ask(router, messages) == ("full", "")
 
@@ -171,9 +193,13 @@ def test_a_stall_before_the_first_byte_falls_back(start, fakes, stream):
     mini.configure(stall_s=2)
     began = time.monotonic()
     raw = sdk(router).chat.completions.with_raw_response.create(
-        model="auto", messages=HELLO, stream=stream)
-    text = ("".join(chunk.choices[0].delta.content or "" for chunk in raw.parse()
-                    if chunk.choices) if stream else raw.parse().choices[0].message.content)
+        model="auto", messages=HELLO, stream=stream
+    )
+    text = (
+        "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
+        if stream
+        else raw.parse().choices[0].message.content
+    )
     assert text
     assert raw.headers["x-router-backend"] == "full"
     assert raw.headers["x-router-fallbacks"] == "mini:first_byte_timeout"
@@ -197,8 +223,9 @@ def replicas(start, fakes) -> tuple[RouterProcess, RouterProcess]:
     mini, full = fakes
     prefix = f"t{uuid.uuid4().hex[:10]}"
     capped = {"capacity": {"max_in_flight": 2, "overflow": "fallback"}}
-    cfg = config(mini.base_url, full.base_url, mini_supply=capped, store_url=REDIS_URL,
-                 key_prefix=prefix)
+    cfg = config(
+        mini.base_url, full.base_url, mini_supply=capped, store_url=REDIS_URL, key_prefix=prefix
+    )
     yield start(cfg), start(cfg)
     with redis.Redis.from_url(REDIS_URL) as client:
         for key in client.scan_iter(match=f"{prefix}:*"):
@@ -225,8 +252,11 @@ def test_one_replicas_evidence_opens_the_breaker_for_both(replicas, fakes):
     for _ in range(3):
         assert ask(one)[0] == "full"
     assert backends(one)["mini"]["breaker"] == "open"
-    wait_until(lambda: backends(two)["mini"]["breaker"] == "open", 2,
-               "the second replica to see the open breaker")
+    wait_until(
+        lambda: backends(two)["mini"]["breaker"] == "open",
+        2,
+        "the second replica to see the open breaker",
+    )
     calls = mini.call_count
     assert ask(two)[0] == "full"
     assert mini.call_count == calls
@@ -234,8 +264,7 @@ def test_one_replicas_evidence_opens_the_breaker_for_both(replicas, fakes):
 
 def test_a_provider_quota_is_spent_before_the_call(start, fakes):
     mini, full = fakes
-    router = start(config(mini.base_url, full.base_url,
-                          full_supply={"quota": {"rpm": 2}}))
+    router = start(config(mini.base_url, full.base_url, full_supply={"quota": {"rpm": 2}}))
     for _ in range(2):
         assert ask(router, IMAGE) == ("full", "")
     with pytest.raises(openai.APIStatusError) as raised:

@@ -28,8 +28,12 @@ def router(fakes, tmp_path: Path) -> Iterator[RouterProcess]:
 def cli(router: RouterProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "router", "backends", "--url", router.url, *args],
-        cwd=REPO, capture_output=True, text=True, timeout=30,
-        env={**os.environ, "ROUTER_ADMIN_KEY": ADMIN_KEY})
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "ROUTER_ADMIN_KEY": ADMIN_KEY},
+    )
 
 
 def served_by(router: RouterProcess) -> str:
@@ -76,9 +80,24 @@ def test_force_open_then_auto(router, fakes):
 def test_cli_errors_are_one_clean_line(router):
     unknown = cli(router, "drain", "nope")
     assert unknown.returncode == 1
-    assert unknown.stderr.strip() == ("error: There is no backend 'nope'. "
-                                      "GET /admin/backends lists them.")
+    assert unknown.stderr.strip() == (
+        "error: There is no backend 'nope'. GET /admin/backends lists them."
+    )
     wrong = subprocess.run(
-        [sys.executable, "-m", "router", "backends", "--url", router.url, "--admin-key",
-         "sk-wrong", "show"], cwd=REPO, capture_output=True, text=True, timeout=30)
+        [
+            sys.executable,
+            "-m",
+            "router",
+            "backends",
+            "--url",
+            router.url,
+            "--admin-key",
+            "sk-wrong",
+            "show",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert wrong.returncode == 1 and wrong.stderr.startswith("error: ")

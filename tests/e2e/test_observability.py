@@ -21,7 +21,8 @@ def _served_lines(router: RouterProcess) -> list[dict[str, object]]:
 def test_one_json_line_per_request_without_the_prompt(router, fakes):
     client = openai.OpenAI(base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": SECRET_PROMPT}])
+        model="auto", messages=[{"role": "user", "content": SECRET_PROMPT}]
+    )
     request_id = raw.headers["x-request-id"]
     mine = [line for line in _served_lines(router) if line["request_id"] == request_id]
     assert len(mine) == 1
@@ -38,8 +39,9 @@ def test_metrics_count_requests_cost_and_rejections(router, fakes):
     client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     httpx.post(f"{router.base_url}/chat/completions", json={"model": "auto"})
     text = httpx.get(f"{router.url}/metrics").text
-    assert 'router_requests_total{backend="mini",rule="mini-first",status="ok",stream="false"}' \
-        in text
+    assert (
+        'router_requests_total{backend="mini",rule="mini-first",status="ok",stream="false"}' in text
+    )
     assert 'router_cost_micros_total{backend="mini",key="bootstrap",team="default"}' in text
     assert 'router_rejections_total{reason="invalid_api_key"}' in text
     assert "router_overhead_seconds_bucket" in text
@@ -52,7 +54,8 @@ def test_prompt_logging_is_opt_in_and_announced(upstreams, tmp_path):
     with RouterProcess(config, tmp_path) as loud:
         client = openai.OpenAI(base_url=loud.base_url, api_key=CLIENT_KEY, max_retries=0)
         client.chat.completions.create(
-            model="auto", messages=[{"role": "user", "content": SECRET_PROMPT}])
+            model="auto", messages=[{"role": "user", "content": SECRET_PROMPT}]
+        )
         logs = loud.logs()
     assert "PROMPT LOGGING IS ON" in logs
     assert SECRET_PROMPT in logs

@@ -17,20 +17,33 @@ from tests.fake_upstream import FakeUpstream
 from tests.router_process import ADMIN_KEY, CLIENT_KEY, REPO, RouterProcess, router_config
 
 TEXT = [{"role": "user", "content": "route me somewhere sensible"}]
-IMAGE = [{"role": "user", "content": [
-    {"type": "text", "text": "what is in this picture"},
-    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-]}]
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "what is in this picture"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ],
+    }
+]
 LONG = [{"role": "user", "content": "token " * 140_000}]
-TOOLS = [{"type": "function", "function": {
-    "name": "lookup", "description": "look something up",
-    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "look something up",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+]
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(scope="module")
-def live(upstreams: tuple[FakeUpstream, FakeUpstream],
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RouterProcess, Path]]:
+def live(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RouterProcess, Path]]:
     """A router whose policy is a copy the tests may edit."""
     mini, full = upstreams
     workdir = tmp_path_factory.mktemp("policy")
@@ -78,31 +91,39 @@ def test_tool_requests_stay_on_mini_which_supports_tools(live, fakes):
 def test_explain_traces_without_calling_or_charging(live, fakes):
     router, _ = live
     mini, full = fakes
-    before = httpx.get(f"{router.url}/admin/ledger", params={"format": "jsonl"},
-                       headers=ADMIN).text.count("\n")
-    trace = httpx.post(f"{router.url}/v1/route/explain",
-                       headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                       json={"model": "auto", "messages": IMAGE}).json()
+    before = httpx.get(
+        f"{router.url}/admin/ledger", params={"format": "jsonl"}, headers=ADMIN
+    ).text.count("\n")
+    trace = httpx.post(
+        f"{router.url}/v1/route/explain",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "auto", "messages": IMAGE},
+    ).json()
     assert trace["decision"]["candidates"] == ["full"]
     assert trace["decision"]["rule"] == "full"
     assert "image" in trace["features"]["input"]
     [candidate] = trace["candidates"]
     assert candidate["backend"] == "full" and candidate["worst_case_micros"] > 0
     assert candidate["price_version"] >= 1
-    after = httpx.get(f"{router.url}/admin/ledger", params={"format": "jsonl"},
-                      headers=ADMIN).text.count("\n")
+    after = httpx.get(
+        f"{router.url}/admin/ledger", params={"format": "jsonl"}, headers=ADMIN
+    ).text.count("\n")
     assert (mini.call_count, full.call_count, after) == (0, 0, before)
 
 
 def test_past_the_soft_limit_only_mini_work_is_served(live, fakes):
     router, _ = live
-    created = httpx.post(f"{router.url}/admin/keys", headers=ADMIN, json={
-        "team": "thrifty", "budgets": [
-            {"period": "day", "limit_usd": "5", "soft_limit_usd": "0.000001"}]}).json()
+    created = httpx.post(
+        f"{router.url}/admin/keys",
+        headers=ADMIN,
+        json={
+            "team": "thrifty",
+            "budgets": [{"period": "day", "limit_usd": "5", "soft_limit_usd": "0.000001"}],
+        },
+    ).json()
     key = created["key"]
     assert backend_of(router, key, messages=TEXT) == "mini"
-    raw = sdk(router, key).chat.completions.with_raw_response.create(model="auto",
-                                                                    messages=TEXT)
+    raw = sdk(router, key).chat.completions.with_raw_response.create(model="auto", messages=TEXT)
     assert raw.headers["x-router-rule"] == "key-budget-low"
     with pytest.raises(openai.RateLimitError) as info:
         sdk(router, key).chat.completions.create(model="auto", messages=IMAGE)
@@ -142,6 +163,7 @@ def test_an_edited_policy_is_picked_up_and_a_broken_one_refused(live, fakes):
 
 def test_reload_needs_the_admin_key(live):
     router, _ = live
-    resp = httpx.post(f"{router.url}/admin/policy/reload",
-                      headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    resp = httpx.post(
+        f"{router.url}/admin/policy/reload", headers={"authorization": f"Bearer {CLIENT_KEY}"}
+    )
     assert resp.status_code == 403

@@ -50,19 +50,26 @@ async def _run(routers: list[RouterProcess]) -> tuple[list[Reply], float, list[f
             n = 0
             while not stop.is_set():
                 index = (w + n) % len(routers)
-                body: dict[str, Any] = {"model": "auto", "messages": PROMPT,
-                                        "max_tokens": 6, "stream": n % 3 == 2}
-                replies.append(await send(client, routers[index], index, f"w{w}-{n}",
-                                          CLIENT_KEY, body))
+                body: dict[str, Any] = {
+                    "model": "auto",
+                    "messages": PROMPT,
+                    "max_tokens": 6,
+                    "stream": n % 3 == 2,
+                }
+                replies.append(
+                    await send(client, routers[index], index, f"w{w}-{n}", CLIENT_KEY, body)
+                )
                 n += 1
 
         workers = [asyncio.create_task(worker(w)) for w in range(WORKERS)]
         while len(replies) < BEFORE:
             await asyncio.sleep(0.005)
         posted = time.monotonic()
-        resp = await client.post(f"{routers[0].url}/admin/prices", headers=ADMIN_HEADERS,
-                                 json={"model": "mini", "input_per_mtok": "3.00",
-                                       "output_per_mtok": "12.00"})
+        resp = await client.post(
+            f"{routers[0].url}/admin/prices",
+            headers=ADMIN_HEADERS,
+            json={"model": "mini", "input_per_mtok": "3.00", "output_per_mtok": "12.00"},
+        )
         assert resp.status_code == 201, resp.text
         version = int(resp.json()["version"])
         seen = [0.0] * len(routers)
@@ -111,13 +118,17 @@ def test_a_price_change_mid_run_prices_each_request_at_its_admission(pair):
         versions[entry["price_version"]] += 1
         price = history[entry["price_version"]]
         assert entry["cost_micros"] == actual_cost(
-            price, Usage(entry["prompt_tokens"], entry["completion_tokens"]))
+            price, Usage(entry["prompt_tokens"], entry["completion_tokens"])
+        )
         if not isinstance(r.body, list):
             assert float(r.headers["x-router-cost-usd"]) * 1e6 == pytest.approx(
-                entry["cost_micros"])
+                entry["cost_micros"]
+            )
     assert versions[old.version] >= BEFORE and versions[version] >= AFTER
     assert actual_cost(history[version], Usage(12, 6)) > actual_cost(old, Usage(12, 6))
-    print(f"\nprice change: replicas saw v{version} "
-          f"{', '.join(f'{1000 * p:.0f} ms' for p in propagation)} after the POST was sent; "
-          f"{versions[old.version]} requests at v{old.version}, {versions[version]} at "
-          f"v{version}")
+    print(
+        f"\nprice change: replicas saw v{version} "
+        f"{', '.join(f'{1000 * p:.0f} ms' for p in propagation)} after the POST was sent; "
+        f"{versions[old.version]} requests at v{old.version}, {versions[version]} at "
+        f"v{version}"
+    )

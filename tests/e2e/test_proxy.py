@@ -21,7 +21,10 @@ def client(router: RouterProcess, key: str = CLIENT_KEY) -> openai.OpenAI:
 def test_non_streaming_reaches_mini_unchanged_but_for_the_model(router, fakes):
     mini, full = fakes
     raw = client(router).chat.completions.with_raw_response.create(
-        model="auto", messages=HELLO, temperature=0.3, user="u-1",
+        model="auto",
+        messages=HELLO,
+        temperature=0.3,
+        user="u-1",
         extra_headers={"x-request-id": "trace-123"},
     )
     completion = raw.parse()
@@ -32,8 +35,13 @@ def test_non_streaming_reaches_mini_unchanged_but_for_the_model(router, fakes):
     assert raw.headers["x-router-rule"]
     received = mini.last_request
     assert received is not None and full.call_count == 0
-    assert received.body == {"model": "mini-upstream", "messages": HELLO, "temperature": 0.3,
-                             "user": "u-1", "max_tokens": 8192}
+    assert received.body == {
+        "model": "mini-upstream",
+        "messages": HELLO,
+        "temperature": 0.3,
+        "user": "u-1",
+        "max_tokens": 8192,
+    }
     assert received.headers["authorization"] == "Bearer upstream-secret-key"
     assert completion.usage is not None
     assert completion.usage.prompt_tokens == count_prompt_tokens(received.body)
@@ -43,8 +51,7 @@ def test_output_is_bounded_by_what_was_reserved(router, fakes):
     """Servers like llama.cpp ignore max_completion_tokens; the router always sends the
     bound it reserved for, in the field the backend honours."""
     mini, _ = fakes
-    client(router).chat.completions.create(model="auto", messages=HELLO,
-                                           max_completion_tokens=5)
+    client(router).chat.completions.create(model="auto", messages=HELLO, max_completion_tokens=5)
     received = mini.last_request
     assert received is not None
     assert received.body["max_tokens"] == 5 and "max_completion_tokens" not in received.body
@@ -57,8 +64,11 @@ def test_output_is_bounded_by_what_was_reserved(router, fakes):
 def test_counted_usage_is_sent_to_a_client_that_asked_when_upstream_sends_none(router, fakes):
     mini, _ = fakes
     mini.configure(reply_words=5, ignore_include_usage=True)
-    chunks = list(client(router).chat.completions.create(
-        model="auto", messages=HELLO, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client(router).chat.completions.create(
+            model="auto", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
     usages = [c.usage for c in chunks if c.usage is not None]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(text.split()) == 5 and len(usages) == 1
@@ -77,8 +87,7 @@ def test_request_id_is_generated_when_absent(router, fakes):
 def test_streaming_passes_chunks_through_and_hides_usage_it_added(router, fakes):
     mini, _ = fakes
     mini.configure(reply_words=6)
-    chunks = list(client(router).chat.completions.create(
-        model="auto", messages=HELLO, stream=True))
+    chunks = list(client(router).chat.completions.create(model="auto", messages=HELLO, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(text.split()) == 6
     assert all(c.usage is None for c in chunks)
@@ -90,8 +99,11 @@ def test_streaming_passes_chunks_through_and_hides_usage_it_added(router, fakes)
 def test_streaming_keeps_usage_the_client_asked_for(router, fakes):
     mini, _ = fakes
     mini.configure(reply_words=4)
-    chunks = list(client(router).chat.completions.create(
-        model="auto", messages=HELLO, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client(router).chat.completions.create(
+            model="auto", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
     usages = [c.usage for c in chunks if c.usage is not None]
     assert len(usages) == 1 and usages[0].completion_tokens == 4
 
@@ -99,9 +111,12 @@ def test_streaming_keeps_usage_the_client_asked_for(router, fakes):
 def test_sse_is_relayed_event_by_event_with_done(router, fakes):
     mini, _ = fakes
     mini.configure(reply_words=3)
-    with httpx.stream("POST", f"{router.base_url}/chat/completions",
-                      headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                      json={"model": "auto", "messages": HELLO, "stream": True}) as resp:
+    with httpx.stream(
+        "POST",
+        f"{router.base_url}/chat/completions",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "auto", "messages": HELLO, "stream": True},
+    ) as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert resp.headers["x-router-backend"] == "mini"
         lines = [line for line in resp.iter_lines() if line.startswith("data:")]
@@ -110,12 +125,12 @@ def test_sse_is_relayed_event_by_event_with_done(router, fakes):
 
 
 async def test_async_client_stream_and_non_stream(router, fakes):
-    async with openai.AsyncOpenAI(base_url=router.base_url, api_key=CLIENT_KEY,
-                                  max_retries=0) as aclient:
+    async with openai.AsyncOpenAI(
+        base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0
+    ) as aclient:
         completion = await aclient.chat.completions.create(model="auto", messages=HELLO)
         assert completion.choices[0].message.content
-        stream = await aclient.chat.completions.create(model="auto", messages=HELLO,
-                                                       stream=True)
+        stream = await aclient.chat.completions.create(model="auto", messages=HELLO, stream=True)
         pieces = [chunk async for chunk in stream]
         assert any(c.choices and c.choices[0].finish_reason == "stop" for c in pieces)
 
@@ -155,18 +170,22 @@ def test_models_lists_aliases_and_backends(router):
 
 def test_body_over_the_limit_is_413(router, fakes):
     huge = "x" * (5 * 1024 * 1024)
-    resp = httpx.post(f"{router.base_url}/chat/completions",
-                      headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                      json={"model": "auto", "messages": [{"role": "user", "content": huge}]})
+    resp = httpx.post(
+        f"{router.base_url}/chat/completions",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "auto", "messages": [{"role": "user", "content": huge}]},
+    )
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "request_too_large"
     assert fakes[0].call_count == 0
 
 
 def test_invalid_json_is_400(router):
-    resp = httpx.post(f"{router.base_url}/chat/completions", content=b"{nope",
-                      headers={"authorization": f"Bearer {CLIENT_KEY}",
-                               "content-type": "application/json"})
+    resp = httpx.post(
+        f"{router.base_url}/chat/completions",
+        content=b"{nope",
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"},
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "invalid_json"
 
@@ -208,8 +227,9 @@ def test_litellm_as_a_client(router, fakes):
     from router.litellm_loader import load_litellm
 
     litellm = load_litellm()
-    response = litellm.completion(model="openai/auto", api_base=router.base_url,
-                                  api_key=CLIENT_KEY, messages=HELLO)
+    response = litellm.completion(
+        model="openai/auto", api_base=router.base_url, api_key=CLIENT_KEY, messages=HELLO
+    )
     assert response.choices[0].message.content
     assert fakes[0].last_request is not None
     assert fakes[0].last_request.model == "mini-upstream"
@@ -219,4 +239,3 @@ def test_unknown_route_is_openai_shaped_404(router):
     resp = httpx.get(f"{router.url}/v1/nothing-here")
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "unknown_url"
-

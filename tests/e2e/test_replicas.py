@@ -30,8 +30,14 @@ from tests.fake_upstream import FakeUpstream, count_prompt_tokens
 from tests.router_process import CLIENT_KEY, RouterProcess
 
 MAX_TOKENS = 8
-BREAKER = {"consecutive_failures": 3, "failure_rate": 0.5, "min_requests": 4,
-           "window_s": 10, "cooldown_s": 30, "half_open_probes": 1}
+BREAKER = {
+    "consecutive_failures": 3,
+    "failure_rate": 0.5,
+    "min_requests": 4,
+    "window_s": 10,
+    "cooldown_s": 30,
+    "half_open_probes": 1,
+}
 
 
 def _quick_breaker(cfg: dict[str, Any]) -> None:
@@ -39,13 +45,15 @@ def _quick_breaker(cfg: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def trio(upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[tuple[list[RouterProcess], Peek]]:
+def trio(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[list[RouterProcess], Peek]]:
     """Three routers on one key prefix. The breaker test leaves Mini's breaker open, so
     the other tests pin the full model."""
     mini, full = upstreams
-    with replicas(tmp_path_factory.mktemp("trio"), mini, full, 3,
-                  configure=_quick_breaker) as running:
+    with replicas(
+        tmp_path_factory.mktemp("trio"), mini, full, 3, configure=_quick_breaker
+    ) as running:
         yield running
 
 
@@ -60,17 +68,16 @@ def test_a_budget_holds_across_three_replicas(trio, fakes):
     price = admin.prices()["full"]
     each = actual_cost(price, Usage(count_prompt_tokens({"messages": PROMPT}), MAX_TOKENS))
     limit = 30 * each
-    created = admin.create_key("trio-budget", "trio", budgets=[
-        {"period": "day", "limit_usd": usd(limit)}])
+    created = admin.create_key(
+        "trio-budget", "trio", budgets=[{"period": "day", "limit_usd": usd(limit)}]
+    )
 
-    replies = asyncio.run(fire(routers, 300, created["key"], _full, concurrency=48,
-                               tag="budget"))
+    replies = asyncio.run(fire(routers, 300, created["key"], _full, concurrency=48, tag="budget"))
 
     served = [r for r in replies if r.status == 200]
     assert Counter(r.status for r in replies).keys() <= {200, 429}
     assert 15 <= len(served) <= 30 and {r.router for r in served} == {0, 1, 2}
-    assert all(r.body["error"]["code"] == "budget_exceeded"
-               for r in replies if r.status == 429)
+    assert all(r.body["error"]["code"] == "budget_exceeded" for r in replies if r.status == 429)
     wait_until(lambda: not peek.open_holds(), 10, "every stream to be settled")
     ledger = [e for e in admin.ledger() if e["key_id"] == created["id"]]
     assert sorted(e["request_id"] for e in ledger) == sorted(r.request_id for r in served)
@@ -86,8 +93,9 @@ def test_a_rate_limit_admits_exactly_rpm_requests_across_three_replicas(trio, fa
     rpm = 12
     created = admin.create_key("trio-rate", "limited", limits={"rpm": rpm})
 
-    replies = asyncio.run(fire(routers, 3 * rpm + 3, created["key"], _full, concurrency=39,
-                               tag="rate"))
+    replies = asyncio.run(
+        fire(routers, 3 * rpm + 3, created["key"], _full, concurrency=39, tag="rate")
+    )
 
     served = [r for r in replies if r.status == 200]
     limited = [r for r in replies if r.status == 429]
@@ -108,20 +116,32 @@ def test_a_price_change_reaches_all_three_replicas_within_a_second(trio, fakes):
     posted = time.monotonic()
     new = admins[0].add_price("full", "2.50", "9.00")
     assert new.version == old.version + 1
-    seen = [wait_until(lambda a=a: a.prices()["full"].version == new.version, 1.0,
-                       "a replica to see the new price", interval=0.005) for a in admins]
+    seen = [
+        wait_until(
+            lambda a=a: a.prices()["full"].version == new.version,
+            1.0,
+            "a replica to see the new price",
+            interval=0.005,
+        )
+        for a in admins
+    ]
     took = time.monotonic() - posted
     for router in routers:
-        raw = httpx.post(f"{router.base_url}/chat/completions",
-                         headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                         json={"model": "full", "messages": PROMPT, "max_tokens": 4})
+        raw = httpx.post(
+            f"{router.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": "full", "messages": PROMPT, "max_tokens": 4},
+        )
         assert raw.status_code == 200
         assert raw.headers["x-router-price-version"] == str(new.version)
         usage = raw.json()["usage"]
         assert round(float(raw.headers["x-router-cost-usd"]) * 1e6) == actual_cost(
-            new, Usage(usage["prompt_tokens"], usage["completion_tokens"]))
-    print(f"\nprice change seen by three replicas within {1000 * took:.0f} ms of the POST "
-          f"({', '.join(f'{1000 * s:.0f}' for s in seen)} ms polls)")
+            new, Usage(usage["prompt_tokens"], usage["completion_tokens"])
+        )
+    print(
+        f"\nprice change seen by three replicas within {1000 * took:.0f} ms of the POST "
+        f"({', '.join(f'{1000 * s:.0f}' for s in seen)} ms polls)"
+    )
 
 
 def test_one_replicas_evidence_opens_the_breaker_for_all(trio, fakes):
@@ -130,21 +150,34 @@ def test_one_replicas_evidence_opens_the_breaker_for_all(trio, fakes):
     mini.fail(503, retry_after=None)
     first = routers[0]
     for _ in range(BREAKER["consecutive_failures"]):
-        raw = httpx.post(f"{first.base_url}/chat/completions",
-                         headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                         json={"model": "auto", "messages": PROMPT})
+        raw = httpx.post(
+            f"{first.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": "auto", "messages": PROMPT},
+        )
         assert raw.status_code == 200 and raw.headers["x-router-backend"] == "full"
     assert Admin(first).backends()["mini"]["breaker"] == "open"
     calls = mini.call_count
     assert calls == BREAKER["consecutive_failures"]
     for other in routers[1:]:
-        took = wait_until(lambda o=other: httpx.get(
-            f"{o.url}/admin/backends", headers=ADMIN_HEADERS).json()["backends"]["mini"][
-            "breaker"] == "open", 2.0, "another replica to see the breaker open")
-        raw = httpx.post(f"{other.base_url}/chat/completions",
-                         headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                         json={"model": "auto", "messages": PROMPT})
+        took = wait_until(
+            lambda o=other: (
+                httpx.get(f"{o.url}/admin/backends", headers=ADMIN_HEADERS).json()["backends"][
+                    "mini"
+                ]["breaker"]
+                == "open"
+            ),
+            2.0,
+            "another replica to see the breaker open",
+        )
+        raw = httpx.post(
+            f"{other.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": "auto", "messages": PROMPT},
+        )
         assert raw.status_code == 200 and raw.headers["x-router-backend"] == "full"
-        print(f"\nbreaker open on replica {other.port} {1000 * took:.0f} ms after replica "
-              f"{first.port} opened it")
+        print(
+            f"\nbreaker open on replica {other.port} {1000 * took:.0f} ms after replica "
+            f"{first.port} opened it"
+        )
     assert mini.call_count == calls, "no replica calls a backend whose breaker is open"

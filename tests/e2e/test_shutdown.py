@@ -21,17 +21,19 @@ WORDS = 15
 DELAY_MS = 100
 
 
-async def _stream(client: httpx.AsyncClient, router: RouterProcess, index: int,
-                  started: asyncio.Event) -> list[str]:
+async def _stream(
+    client: httpx.AsyncClient, router: RouterProcess, index: int, started: asyncio.Event
+) -> list[str]:
     """The stream's data lines; a transport error ends the list with an 'ERROR ...' line
     (when it happened, relative to the monotonic clock) instead of escaping."""
     lines: list[str] = []
     try:
         async with client.stream(
-                "POST", f"{router.base_url}/chat/completions",
-                headers={"authorization": f"Bearer {CLIENT_KEY}",
-                         "x-request-id": f"drain-{index}"},
-                json={"model": "mini", "messages": PROMPT, "stream": True}) as resp:
+            "POST",
+            f"{router.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": f"drain-{index}"},
+            json={"model": "mini", "messages": PROMPT, "stream": True},
+        ) as resp:
             assert resp.status_code == 200
             async for line in resp.aiter_lines():
                 if line.startswith("data:"):
@@ -57,8 +59,9 @@ async def _drain(router: RouterProcess) -> tuple[list[list[str]], float, float, 
     connections were refused, how long until the streams ended)."""
     async with httpx.AsyncClient(timeout=30) as client:
         started = [asyncio.Event() for _ in range(STREAMS)]
-        streams = [asyncio.create_task(_stream(client, router, i, started[i]))
-                   for i in range(STREAMS)]
+        streams = [
+            asyncio.create_task(_stream(client, router, i, started[i])) for i in range(STREAMS)
+        ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 10)
         signalled = time.monotonic()
         router.terminate()
@@ -67,8 +70,10 @@ async def _drain(router: RouterProcess) -> tuple[list[list[str]], float, float, 
             await asyncio.sleep(0.01)
         refused = time.monotonic() - signalled
         early = [s.result()[-1] for s in streams if s.done()]
-        assert not early, (f"streams ended before the router stopped listening: {early} "
-                           f"(SIGTERM at {signalled:.3f})\n{router.logs()[-3000:]}")
+        assert not early, (
+            f"streams ended before the router stopped listening: {early} "
+            f"(SIGTERM at {signalled:.3f})\n{router.logs()[-3000:]}"
+        )
         lines = await asyncio.gather(*streams)
         return lines, signalled, refused, time.monotonic() - signalled
 
@@ -76,8 +81,10 @@ async def _drain(router: RouterProcess) -> tuple[list[list[str]], float, float, 
 def test_sigterm_lets_streams_finish_then_exits_cleanly(tmp_path, fakes):
     mini, full = fakes
     mini.configure(reply_words=WORDS, chunk_delay_ms=DELAY_MS)
-    with replicas(tmp_path, mini, full, 1,
-                  server={"graceful_timeout_s": GRACE_S}) as (routers, peek):
+    with replicas(tmp_path, mini, full, 1, server={"graceful_timeout_s": GRACE_S}) as (
+        routers,
+        peek,
+    ):
         router = routers[0]
         lines, signalled, refused, streamed = asyncio.run(_drain(router))
         code = router.wait(timeout=GRACE_S + 5)
@@ -85,18 +92,23 @@ def test_sigterm_lets_streams_finish_then_exits_cleanly(tmp_path, fakes):
 
         for stream in lines:
             assert stream[-1] == "data: [DONE]", (
-                f"{stream[-3:]} (SIGTERM at {signalled:.3f})\n{router.logs()[-3000:]}")
-            assert sum('"content":"' in line and '"content":""' not in line
-                       for line in stream) == WORDS
+                f"{stream[-3:]} (SIGTERM at {signalled:.3f})\n{router.logs()[-3000:]}"
+            )
+            assert (
+                sum('"content":"' in line and '"content":""' not in line for line in stream)
+                == WORDS
+            )
         assert code == 0, router.logs()[-3000:]
         assert exited < GRACE_S
         ledger = {e.request_id: e for e in peek.ledger()}
         assert set(ledger) == {f"drain-{i}" for i in range(STREAMS)}
         assert all(e.status == "ok" and e.completion_tokens > 0 for e in ledger.values())
         assert not peek.open_holds(), "nothing left reserved once the process is gone"
-        print(f"\nshutdown: refused new connections {1000 * refused:.0f} ms after SIGTERM, "
-              f"{STREAMS} streams finished at {streamed:.2f} s, exit {code} at {exited:.2f} s "
-              f"(graceful_timeout_s={GRACE_S})")
+        print(
+            f"\nshutdown: refused new connections {1000 * refused:.0f} ms after SIGTERM, "
+            f"{STREAMS} streams finished at {streamed:.2f} s, exit {code} at {exited:.2f} s "
+            f"(graceful_timeout_s={GRACE_S})"
+        )
 
 
 def test_sigterm_exit_status_is_zero(tmp_path, fakes):
@@ -114,11 +126,13 @@ def test_a_killed_router_leaves_its_reservation_charged_until_reconciled(tmp_pat
     mini.configure(reply_words=200, chunk_delay_ms=50)
     with replicas(tmp_path, mini, full, 2) as (routers, peek):
         doomed, survivor = routers
-        with httpx.stream("POST", f"{doomed.base_url}/chat/completions",
-                          headers={"authorization": f"Bearer {CLIENT_KEY}",
-                                   "x-request-id": "orphan-1"},
-                          json={"model": "mini", "messages": PROMPT, "stream": True},
-                          timeout=10) as resp:
+        with httpx.stream(
+            "POST",
+            f"{doomed.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "orphan-1"},
+            json={"model": "mini", "messages": PROMPT, "stream": True},
+            timeout=10,
+        ) as resp:
             reserved = round(float(resp.headers["x-router-cost-estimate-usd"]) * 1e6)
             lines = resp.iter_lines()
             next(line for line in lines if '"content":"' in line)
@@ -132,7 +146,6 @@ def test_a_killed_router_leaves_its_reservation_charged_until_reconciled(tmp_pat
         done = admin.post("/admin/reconcile", params={"older_than_s": 0}).json()
         assert done["count"] == 1 and done["charged_micros"] == reserved > 0
         (entry,) = peek.ledger()
-        assert (entry.request_id, entry.status, entry.cost) == ("orphan-1", "reconciled",
-                                                                reserved)
+        assert (entry.request_id, entry.status, entry.cost) == ("orphan-1", "reconciled", reserved)
         assert not peek.open_holds(), "reconcile clears the reservation and the lease"
         assert admin.post("/admin/reconcile", params={"older_than_s": 0}).json()["count"] == 0

@@ -11,15 +11,21 @@ import pytest
 from tests.fake_upstream import FakeUpstream
 from tests.router_process import CLIENT_KEY, RouterProcess, router_config
 
-IMAGE = [{"role": "user", "content": [
-    {"type": "text", "text": "what is this"},
-    {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}},
-]}]
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}},
+        ],
+    }
+]
 
 
 @pytest.fixture(scope="module")
-def keyless(upstreams: tuple[FakeUpstream, FakeUpstream],
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+def keyless(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RouterProcess]:
     mini, full = upstreams
     config = router_config(mini.base_url, full.base_url)
     config["backends"]["full"]["api_key"] = ""
@@ -43,6 +49,7 @@ def test_full_only_request_explains_how_to_configure_the_key(keyless, fakes):
 def test_mini_still_serves_text(keyless, fakes):
     client = openai.OpenAI(base_url=keyless.base_url, api_key=CLIENT_KEY, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "hi"}])
+        model="auto", messages=[{"role": "user", "content": "hi"}]
+    )
     assert raw.headers["x-router-backend"] == "mini"
     assert "x-router-fallbacks" not in raw.headers

@@ -76,8 +76,7 @@ class OutageReport:
     @property
     def during(self) -> list[Outcome]:
         """Requests sent while Redis was down."""
-        return [o for o in self.outcomes
-                if self.killed_at <= o.started and o.ended <= self.back_at]
+        return [o for o in self.outcomes if self.killed_at <= o.started and o.ended <= self.back_at]
 
     @property
     def after(self) -> list[Outcome]:
@@ -100,14 +99,24 @@ def leaked_reservations(server: RedisServer, prefix: str) -> dict[str, int]:
     return out
 
 
-def run_outage(workdir: Path, *, mode: str, down_s: float, clients: int = 4,
-               answers_after: int = 100, after_s: float = 2.0,
-               converge_timeout_s: float = 40.0) -> OutageReport:
+def run_outage(
+    workdir: Path,
+    *,
+    mode: str,
+    down_s: float,
+    clients: int = 4,
+    answers_after: int = 100,
+    after_s: float = 2.0,
+    converge_timeout_s: float = 40.0,
+) -> OutageReport:
     """Steady SDK load; SIGKILL Redis for `down_s`; restart it on the same port; keep the
     load on for `after_s` more, and until `answers_after` requests sent after the restart
     were answered."""
-    with durable_redis() as server, FakeUpstream(model="mini-upstream") as mini, \
-            FakeUpstream(model="full-upstream") as full:
+    with (
+        durable_redis() as server,
+        FakeUpstream(model="mini-upstream") as mini,
+        FakeUpstream(model="full-upstream") as full,
+    ):
         config = fault_config(mini.base_url, full.base_url, server.url, fail_mode=mode)
         prefix = config["store"]["key_prefix"]
         router = start_router(config, workdir)
@@ -121,9 +130,14 @@ def run_outage(workdir: Path, *, mode: str, down_s: float, clients: int = 4,
                 time.sleep(down_s)  # the outage itself: a duration, not a synchronisation
                 server.start()
                 back_at, back_at_wall = time.monotonic(), time.time()
-                wait_for(lambda: time.monotonic() > back_at + after_s and sum(
-                    o.started >= back_at for o in load.snapshot()) >= answers_after, 60,
-                    f"{answers_after} answers after the restart")
+                wait_for(
+                    lambda: (
+                        time.monotonic() > back_at + after_s
+                        and sum(o.started >= back_at for o in load.snapshot()) >= answers_after
+                    ),
+                    60,
+                    f"{answers_after} answers after the restart",
+                )
             finally:
                 outcomes = load.stop()
             served = {o.request_id for o in outcomes if o.status == 200}
@@ -133,8 +147,13 @@ def run_outage(workdir: Path, *, mode: str, down_s: float, clients: int = 4,
                 books = read_books(router, server, prefix)
                 return served <= books.ledger_ids and books.ledger_cost == books.spent
 
-            wait_for(converged, converge_timeout_s, "every served request in the ledger",
-                     interval=0.1, state=lambda: read_books(router, server, prefix))
+            wait_for(
+                converged,
+                converge_timeout_s,
+                "every served request in the ledger",
+                interval=0.1,
+                state=lambda: read_books(router, server, prefix),
+            )
             books_converged_s = time.monotonic() - started
             books = read_books(router, server, prefix)
             leaked = leaked_reservations(server, prefix)
@@ -142,15 +161,32 @@ def run_outage(workdir: Path, *, mode: str, down_s: float, clients: int = 4,
         finally:
             router.stop()
         lines = log_lines(router)
-        replays = [line["ts"] for line in lines
-                   if line["msg"].startswith(JOURNAL_REPLAYED) and line["ts"] >= back_at_wall]
-        pending = [int(found.group(1)) for line in lines
-                   if (found := _PENDING.search(line["msg"])) is not None]
-        return OutageReport(mode, down_s, outcomes, killed_at, back_at, back_at_wall, books,
-                            books_converged_s, leaked,
-                            # log ts are rounded to the ms
-                            max(0.0, min(replays) - back_at_wall) if replays else None,
-                            max(pending, default=0), alive, log_problems(router))
+        replays = [
+            line["ts"]
+            for line in lines
+            if line["msg"].startswith(JOURNAL_REPLAYED) and line["ts"] >= back_at_wall
+        ]
+        pending = [
+            int(found.group(1))
+            for line in lines
+            if (found := _PENDING.search(line["msg"])) is not None
+        ]
+        return OutageReport(
+            mode,
+            down_s,
+            outcomes,
+            killed_at,
+            back_at,
+            back_at_wall,
+            books,
+            books_converged_s,
+            leaked,
+            # log ts are rounded to the ms
+            max(0.0, min(replays) - back_at_wall) if replays else None,
+            max(pending, default=0),
+            alive,
+            log_problems(router),
+        )
 
 
 FAULTS: tuple[dict[str, Any], ...] = (
@@ -167,9 +203,18 @@ FAULTS: tuple[dict[str, Any], ...] = (
     {"stall_s": 0.6},
 )
 """What the upstreams are told to do, a few at a time, while the churn runs."""
-_CALM = {"latency_ms": 0.0, "chunk_delay_ms": 0.0, "fail_status": None, "fail_fraction": None,
-         "garbage": False, "cut_after_chunks": None, "omit_usage": False,
-         "ignore_include_usage": False, "stall_s": 0.0, "retry_after": 1.0}
+_CALM = {
+    "latency_ms": 0.0,
+    "chunk_delay_ms": 0.0,
+    "fail_status": None,
+    "fail_fraction": None,
+    "garbage": False,
+    "cut_after_chunks": None,
+    "omit_usage": False,
+    "ignore_include_usage": False,
+    "stall_s": 0.0,
+    "retry_after": 1.0,
+}
 KINDS = ("complete", "stream", "hang_up", "client_timeout", "cancel")
 
 
@@ -195,17 +240,22 @@ class ChurnReport:
     problems: list[str]
 
 
-async def _churn_one(client: httpx.AsyncClient, kind: str, request_id: str,
-                     rng: random.Random, report: ChurnReport) -> None:
-    body = {"model": rng.choice(("auto", "auto", "mini", "full")), "messages": HELLO,
-            "stream": kind in ("stream", "hang_up", "cancel") and rng.random() < 0.8}
+async def _churn_one(
+    client: httpx.AsyncClient, kind: str, request_id: str, rng: random.Random, report: ChurnReport
+) -> None:
+    body = {
+        "model": rng.choice(("auto", "auto", "mini", "full")),
+        "messages": HELLO,
+        "stream": kind in ("stream", "hang_up", "cancel") and rng.random() < 0.8,
+    }
     headers = {"x-request-id": request_id}
     timeout = httpx.Timeout(30.0)
     if kind == "client_timeout":
         timeout = httpx.Timeout(rng.uniform(0.001, 0.05))
     try:
-        async with client.stream("POST", "/chat/completions", json=body, headers=headers,
-                                 timeout=timeout) as resp:
+        async with client.stream(
+            "POST", "/chat/completions", json=body, headers=headers, timeout=timeout
+        ) as resp:
             report.statuses[resp.status_code] += 1
             if kind == "hang_up":
                 async for _ in resp.aiter_raw():
@@ -225,13 +275,15 @@ async def _churn_one(client: httpx.AsyncClient, kind: str, request_id: str,
         report.served.add(request_id)
 
 
-async def _churn(router: RouterProcess, count: int, concurrency: int, seed: int,
-                 report: ChurnReport) -> None:
+async def _churn(
+    router: RouterProcess, count: int, concurrency: int, seed: int, report: ChurnReport
+) -> None:
     rng = random.Random(seed)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=router.base_url, limits=limits,
-                                 headers={"authorization": f"Bearer {CLIENT_KEY}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=router.base_url, limits=limits, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+    ) as client:
 
         async def one(index: int) -> None:
             async with gate:
@@ -268,23 +320,38 @@ def churn_config(mini_url: str, full_url: str, redis_url: str) -> dict[str, Any]
         backend["supply"] = {
             "breaker": {"consecutive_failures": 10**6, "min_requests": 10**6},
             "retry": {"attempts": 0},
-            **({"capacity": {"max_in_flight": 8, "overflow": "fallback"}}
-               if name == "mini" else {}),
+            **(
+                {"capacity": {"max_in_flight": 8, "overflow": "fallback"}} if name == "mini" else {}
+            ),
         }
     return config
 
 
-def run_churn(workdir: Path, *, count: int, concurrency: int = 32,
-              seed: int = 7) -> ChurnReport:
+def run_churn(workdir: Path, *, count: int, concurrency: int = 32, seed: int = 7) -> ChurnReport:
     """`count` requests of every kind (finished, streamed, hung up on, timed out by the
     client, cancelled) against upstreams that fail at random; then the books."""
-    with durable_redis() as server, FakeUpstream(model="mini-upstream") as mini, \
-            FakeUpstream(model="full-upstream") as full:
+    with (
+        durable_redis() as server,
+        FakeUpstream(model="mini-upstream") as mini,
+        FakeUpstream(model="full-upstream") as full,
+    ):
         config = churn_config(mini.base_url, full.base_url, server.url)
         prefix = config["store"]["key_prefix"]
         router = start_router(config, workdir)
-        report = ChurnReport(count, 0.0, Counter(), Counter(), [], set(), set(),
-                             read_books(router, server, prefix), 0.0, {}, 0, [])
+        report = ChurnReport(
+            count,
+            0.0,
+            Counter(),
+            Counter(),
+            [],
+            set(),
+            set(),
+            read_books(router, server, prefix),
+            0.0,
+            {},
+            0,
+            [],
+        )
         try:
             set_team_budget(router)
             stop = threading.Event()
@@ -302,12 +369,20 @@ def run_churn(workdir: Path, *, count: int, concurrency: int = 32,
             def drained() -> bool:
                 books = read_books(router, server, prefix)
                 report.in_flight = in_flight(router)
-                return (books.reservations, books.key_leases, books.supply_leases,
-                        books.reserved) == (0, 0, 0, 0) and books.ledger_cost == books.spent \
+                return (
+                    (books.reservations, books.key_leases, books.supply_leases, books.reserved)
+                    == (0, 0, 0, 0)
+                    and books.ledger_cost == books.spent
                     and not any(report.in_flight.values())
+                )
 
-            wait_for(drained, 30, "nothing reserved, leased or in flight", interval=0.1,
-                     state=lambda: (read_books(router, server, prefix), in_flight(router)))
+            wait_for(
+                drained,
+                30,
+                "nothing reserved, leased or in flight",
+                interval=0.1,
+                state=lambda: (read_books(router, server, prefix), in_flight(router)),
+            )
             report.drained_s = time.monotonic() - ended
             report.books = read_books(router, server, prefix)
             report.duplicate_ledger_rows = report.books.ledger_rows - len(report.books.ledger_ids)

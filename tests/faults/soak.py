@@ -32,7 +32,8 @@ def outage_figures(report: OutageReport) -> dict[str, Any]:
         "statuses_during": dict(Counter(f"{o.status} {o.code or ''}".strip() for o in during)),
         "served": len(report.served),
         "recovery_s": None if report.recovery_s is None else round(report.recovery_s, 3),
-        "journal_replayed_after_s": None if report.journal_replayed_after_s is None
+        "journal_replayed_after_s": None
+        if report.journal_replayed_after_s is None
         else round(report.journal_replayed_after_s, 3),
         "journal_size": report.journal_size,
         "books_converged_s": round(report.books_converged_s, 3),
@@ -40,9 +41,10 @@ def outage_figures(report: OutageReport) -> dict[str, Any]:
         "ledger_not_served": len(report.books.ledger_ids - report.served),
         "ledger_micros": report.books.ledger_cost,
         "budget_spent_micros": report.books.spent,
-        "leaked_reservations": {rid: {"micros": amount, "answered": by_id[rid].status
-                                      if rid in by_id else None}
-                                for rid, amount in report.leaked.items()},
+        "leaked_reservations": {
+            rid: {"micros": amount, "answered": by_id[rid].status if rid in by_id else None}
+            for rid, amount in report.leaked.items()
+        },
         "unshaped_errors": sum(1 for o in report.outcomes if o.status != 200 and not o.shaped),
         "router_alive": report.router_alive,
         "tracebacks": len(report.problems),
@@ -50,11 +52,16 @@ def outage_figures(report: OutageReport) -> dict[str, Any]:
 
 
 def outage_ok(figures: dict[str, Any]) -> bool:
-    return (figures["router_alive"] and not figures["tracebacks"]
-            and not figures["unshaped_errors"] and not figures["served_missing_from_ledger"]
-            and not figures["ledger_not_served"]
-            and figures["ledger_micros"] == figures["budget_spent_micros"]
-            and figures["recovery_s"] is not None and figures["recovery_s"] < 1.0)
+    return (
+        figures["router_alive"]
+        and not figures["tracebacks"]
+        and not figures["unshaped_errors"]
+        and not figures["served_missing_from_ledger"]
+        and not figures["ledger_not_served"]
+        and figures["ledger_micros"] == figures["budget_spent_micros"]
+        and figures["recovery_s"] is not None
+        and figures["recovery_s"] < 1.0
+    )
 
 
 def churn_figures(report: ChurnReport) -> dict[str, Any]:
@@ -82,13 +89,23 @@ def churn_figures(report: ChurnReport) -> dict[str, Any]:
 
 
 def churn_ok(figures: dict[str, Any]) -> bool:
-    return (not figures["tracebacks"] and not figures["unshaped_errors"]
-            and "500" not in figures["statuses"] and not figures["duplicate_ledger_rows"]
-            and not figures["served_missing_from_ledger"]
-            and figures["ledger_micros"] == figures["budget_spent_micros"]
-            and not any((figures["reserved_micros"], figures["reservations_left"],
-                         figures["key_leases_left"], figures["supply_leases_left"],
-                         *figures["in_flight"].values())))
+    return (
+        not figures["tracebacks"]
+        and not figures["unshaped_errors"]
+        and "500" not in figures["statuses"]
+        and not figures["duplicate_ledger_rows"]
+        and not figures["served_missing_from_ledger"]
+        and figures["ledger_micros"] == figures["budget_spent_micros"]
+        and not any(
+            (
+                figures["reserved_micros"],
+                figures["reservations_left"],
+                figures["key_leases_left"],
+                figures["supply_leases_left"],
+                *figures["in_flight"].values(),
+            )
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,16 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "outage"):
         for mode in ("closed", "open"):
             started = time.monotonic()
-            report = run_outage(workdir / mode, mode=mode, down_s=args.outage_s,
-                                clients=args.clients, answers_after=200, after_s=3.0)
+            report = run_outage(
+                workdir / mode,
+                mode=mode,
+                down_s=args.outage_s,
+                clients=args.clients,
+                answers_after=200,
+                after_s=3.0,
+            )
             figures = outage_figures(report)
             figures["wall_s"] = round(time.monotonic() - started, 1)
             results[f"outage_{mode}"] = figures
             healthy &= outage_ok(figures)
     if args.only in (None, "churn"):
         started = time.monotonic()
-        figures = churn_figures(run_churn(workdir / "churn", count=args.requests,
-                                          concurrency=args.concurrency))
+        figures = churn_figures(
+            run_churn(workdir / "churn", count=args.requests, concurrency=args.concurrency)
+        )
         figures["wall_s"] = round(time.monotonic() - started, 1)
         results["churn"] = figures
         healthy &= churn_ok(figures)

@@ -35,8 +35,15 @@ def durable_redis() -> RedisServer:
     return RedisServer(extra_args=DURABLE)
 
 
-def fault_config(mini_url: str, full_url: str, redis_url: str, *, fail_mode: str = "closed",
-                 timeout_s: float = 0.25, **overrides: Any) -> dict[str, Any]:
+def fault_config(
+    mini_url: str,
+    full_url: str,
+    redis_url: str,
+    *,
+    fail_mode: str = "closed",
+    timeout_s: float = 0.25,
+    **overrides: Any,
+) -> dict[str, Any]:
     """The e2e router config on `redis_url`, with quick timeouts so faults show fast."""
     config = router_config(mini_url, full_url, store_url=redis_url, **overrides)
     config["store"] = {**config["store"], "fail_mode": fail_mode, "timeout_s": timeout_s}
@@ -47,8 +54,13 @@ def fault_config(mini_url: str, full_url: str, redis_url: str, *, fail_mode: str
 
 
 def admin(router: RouterProcess, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, f"{router.url}{path}", timeout=20,
-                         headers={"authorization": f"Bearer {ADMIN_KEY}"}, **kwargs)
+    return httpx.request(
+        method,
+        f"{router.url}{path}",
+        timeout=20,
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        **kwargs,
+    )
 
 
 def healthy(router: RouterProcess) -> bool:
@@ -60,8 +72,12 @@ def healthy(router: RouterProcess) -> bool:
 
 
 def set_team_budget(router: RouterProcess, team: str = "default") -> None:
-    resp = admin(router, "PUT", f"/admin/teams/{team}/budgets",
-                 json={"budgets": [{"period": "month", "limit_usd": BUDGET_USD}]})
+    resp = admin(
+        router,
+        "PUT",
+        f"/admin/teams/{team}/budgets",
+        json={"budgets": [{"period": "month", "limit_usd": BUDGET_USD}]},
+    )
     resp.raise_for_status()
 
 
@@ -90,9 +106,11 @@ class Books:
     """Entries left in the backends' capacity lease zsets."""
 
     def __str__(self) -> str:
-        return (f"ledger {self.ledger_rows} rows / {self.ledger_cost} micros, spent "
-                f"{self.spent}, reserved {self.reserved}, reservations {self.reservations}, "
-                f"key leases {self.key_leases}, supply leases {self.supply_leases}")
+        return (
+            f"ledger {self.ledger_rows} rows / {self.ledger_cost} micros, spent "
+            f"{self.spent}, reserved {self.reserved}, reservations {self.reservations}, "
+            f"key leases {self.key_leases}, supply leases {self.supply_leases}"
+        )
 
 
 def read_books(router: RouterProcess, server: RedisServer, prefix: str) -> Books:
@@ -115,9 +133,16 @@ def read_books(router: RouterProcess, server: RedisServer, prefix: str) -> Books
                     supply_leases += live
                 else:
                     key_leases += live
-    return Books(sum(int(r["cost_micros"]) for r in rows),
-                 frozenset(r["request_id"] for r in rows), len(rows), spent, reserved,
-                 reservations, key_leases, supply_leases)
+    return Books(
+        sum(int(r["cost_micros"]) for r in rows),
+        frozenset(r["request_id"] for r in rows),
+        len(rows),
+        spent,
+        reserved,
+        reservations,
+        key_leases,
+        supply_leases,
+    )
 
 
 def dump_values(server: RedisServer, prefix: str) -> bytes:
@@ -146,8 +171,13 @@ def dump_values(server: RedisServer, prefix: str) -> bytes:
     return b"\n".join(out)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
-             interval: float = 0.02, state: Callable[[], object] | None = None) -> float:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+    state: Callable[[], object] | None = None,
+) -> float:
     """Poll an external process's state until `predicate` holds; seconds it took. On
     timeout the error shows `state()`, what was seen last."""
     start = time.monotonic()
@@ -164,9 +194,13 @@ def error_shape_ok(body: object) -> bool:
     if not isinstance(body, Mapping) or set(body) != {"error"}:
         return False
     error = body["error"]
-    return (isinstance(error, Mapping) and set(error) == {"message", "type", "param", "code"}
-            and isinstance(error["message"], str) and bool(error["message"])
-            and isinstance(error["type"], str))
+    return (
+        isinstance(error, Mapping)
+        and set(error) == {"message", "type", "param", "code"}
+        and isinstance(error["message"], str)
+        and bool(error["message"])
+        and isinstance(error["type"], str)
+    )
 
 
 @dataclass(slots=True)
@@ -223,13 +257,17 @@ class Load:
             return list(self.outcomes)
 
     def _run(self, index: int) -> None:
-        client = openai.OpenAI(base_url=self.router.base_url, api_key=CLIENT_KEY,
-                               max_retries=0, timeout=15)
+        client = openai.OpenAI(
+            base_url=self.router.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=15
+        )
         n = 0
         while not self._stop.is_set():
             n += 1
-            outcome = self._one(client, f"load-{index}-{n}-{uuid.uuid4().hex[:6]}",
-                                stream=n % self.stream_every == 0)
+            outcome = self._one(
+                client,
+                f"load-{index}-{n}-{uuid.uuid4().hex[:6]}",
+                stream=n % self.stream_every == 0,
+            )
             with self._lock:
                 self.outcomes.append(outcome)
             self._sent.release()
@@ -240,26 +278,52 @@ class Load:
         try:
             if stream:
                 with client.chat.completions.with_streaming_response.create(
-                        model="auto", messages=HELLO, stream=True,
-                        extra_headers=headers) as resp:
+                    model="auto", messages=HELLO, stream=True, extra_headers=headers
+                ) as resp:
                     text = "".join(resp.iter_lines())
                     done = "[DONE]" in text
-                    return Outcome(request_id, started, time.monotonic(),
-                                   200 if done else 599, None if done else "stream_cut",
-                                   resp.headers.get("x-router-backend"), stream=True)
+                    return Outcome(
+                        request_id,
+                        started,
+                        time.monotonic(),
+                        200 if done else 599,
+                        None if done else "stream_cut",
+                        resp.headers.get("x-router-backend"),
+                        stream=True,
+                    )
             raw = client.chat.completions.with_raw_response.create(
-                model="auto", messages=HELLO, extra_headers=headers)
+                model="auto", messages=HELLO, extra_headers=headers
+            )
             raw.parse()
-            return Outcome(request_id, started, time.monotonic(), raw.status_code,
-                           backend=raw.headers.get("x-router-backend"))
+            return Outcome(
+                request_id,
+                started,
+                time.monotonic(),
+                raw.status_code,
+                backend=raw.headers.get("x-router-backend"),
+            )
         except openai.APIStatusError as error:
             body = error.response.json() if error.response.content else None
             code = body["error"].get("code") if error_shape_ok(body) else None
-            return Outcome(request_id, started, time.monotonic(), error.status_code, code,
-                           shaped=error_shape_ok(body), stream=stream)
+            return Outcome(
+                request_id,
+                started,
+                time.monotonic(),
+                error.status_code,
+                code,
+                shaped=error_shape_ok(body),
+                stream=stream,
+            )
         except (openai.APIConnectionError, httpx.HTTPError) as error:
-            return Outcome(request_id, started, time.monotonic(), 0, type(error).__name__,
-                           shaped=False, stream=stream)
+            return Outcome(
+                request_id,
+                started,
+                time.monotonic(),
+                0,
+                type(error).__name__,
+                shaped=False,
+                stream=stream,
+            )
 
 
 @contextmanager
@@ -289,6 +353,9 @@ def log_lines(router: RouterProcess) -> list[dict[str, Any]]:
 
 def log_problems(router: RouterProcess) -> list[str]:
     """Unhandled errors and tracebacks in the router's log: each one is a bug."""
-    found = [str(line.get("error") or line["msg"]) for line in log_lines(router)
-             if line["msg"] == "unhandled error" or "Traceback" in str(line.get("error", ""))]
+    found = [
+        str(line.get("error") or line["msg"])
+        for line in log_lines(router)
+        if line["msg"] == "unhandled error" or "Traceback" in str(line.get("error", ""))
+    ]
     return found + [line for line in router.logs().splitlines() if line.startswith("Traceback")]

@@ -47,8 +47,9 @@ class TcpProxy:
         """Chunks held back right now."""
         self._last_release = 0.0
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="tcp-proxy")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="tcp-proxy"
+        )
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -62,8 +63,15 @@ class TcpProxy:
         future.result(10)
         return self
 
-    def set(self, mode: Mode, delay_s: float = 0.0, *, match: bytes | None = None,
-            count: int | None = None, then_refuse: bool = False) -> None:
+    def set(
+        self,
+        mode: Mode,
+        delay_s: float = 0.0,
+        *,
+        match: bytes | None = None,
+        count: int | None = None,
+        then_refuse: bool = False,
+    ) -> None:
         self.delay_s, self.match, self.count = delay_s, match, count
         self.then_refuse = then_refuse
         self.mode = mode
@@ -83,15 +91,20 @@ class TcpProxy:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     async def _start(self) -> None:
         if self._server is not None and self._server.is_serving():
             return
-        self._server = await asyncio.start_server(self._accept, self.host, self.port,
-                                                  reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, reuse_address=True
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def _stop(self) -> None:
@@ -106,8 +119,7 @@ class TcpProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _accept(self, client_r: asyncio.StreamReader,
-                      client_w: asyncio.StreamWriter) -> None:
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             server_r, server_w = await asyncio.open_connection(self.host, self.target_port)
         except OSError:
@@ -125,8 +137,14 @@ class TcpProxy:
             self._writers.discard(writer)
             writer.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    doomed: set[bool], *, reply: bool) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        doomed: set[bool],
+        *,
+        reply: bool,
+    ) -> None:
         while True:
             chunk = await reader.read(65536)
             if not chunk:
@@ -140,8 +158,11 @@ class TcpProxy:
                     await asyncio.sleep(release - now)
                 finally:
                     self.delaying -= 1
-            elif self.mode is Mode.LOSE_REPLIES and not reply and (
-                    self.match is None or self.match in chunk):
+            elif (
+                self.mode is Mode.LOSE_REPLIES
+                and not reply
+                and (self.match is None or self.match in chunk)
+            ):
                 doomed.add(True)
             elif self.mode is Mode.LOSE_REPLIES and reply and doomed:
                 self.lost_replies += 1

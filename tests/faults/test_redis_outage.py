@@ -104,14 +104,17 @@ def test_open_journal_replay_starts_as_soon_as_redis_is_back(opened: OutageRepor
 def test_open_keeps_serving_a_known_key_past_the_key_cache(tmp_path: Path) -> None:
     """A store-issued key seen before the outage keeps working after its 5 s cache entry
     expires, from the last record the router saw."""
-    with durable_redis() as server, FakeUpstream(model="mini-upstream") as mini, \
-            FakeUpstream(model="full-upstream") as full:
-        router = start_router(fault_config(mini.base_url, full.base_url, server.url,
-                                           fail_mode="open"), tmp_path)
+    with (
+        durable_redis() as server,
+        FakeUpstream(model="mini-upstream") as mini,
+        FakeUpstream(model="full-upstream") as full,
+    ):
+        router = start_router(
+            fault_config(mini.base_url, full.base_url, server.url, fail_mode="open"), tmp_path
+        )
         try:
             key = admin(router, "POST", "/admin/keys", json={"team": "apps"}).json()["key"]
-            client = openai.OpenAI(base_url=router.base_url, api_key=key, max_retries=0,
-                                   timeout=10)
+            client = openai.OpenAI(base_url=router.base_url, api_key=key, max_retries=0, timeout=10)
             client.chat.completions.create(model="auto", messages=HELLO)
             server.kill()
             until = time.monotonic() + 6.5

@@ -43,15 +43,17 @@ def server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def start(tmp_path: Path, fakes: tuple[FakeUpstream, FakeUpstream],
-          server: RedisServer) -> Iterator[Callable[..., tuple[RouterProcess, str]]]:
+def start(
+    tmp_path: Path, fakes: tuple[FakeUpstream, FakeUpstream], server: RedisServer
+) -> Iterator[Callable[..., tuple[RouterProcess, str]]]:
     """Start a router on `url` (the Redis, or a proxy in front of it) in a fail mode."""
     started: list[RouterProcess] = []
     mini, full = fakes
 
     def run(url: str, fail_mode: str) -> tuple[RouterProcess, str]:
-        config = fault_config(mini.base_url, full.base_url, url, fail_mode=fail_mode,
-                              timeout_s=TIMEOUT_S)
+        config = fault_config(
+            mini.base_url, full.base_url, url, fail_mode=fail_mode, timeout_s=TIMEOUT_S
+        )
         started.append(start_router(config, tmp_path))
         set_team_budget(started[-1])
         return started[-1], config["store"]["key_prefix"]
@@ -62,14 +64,19 @@ def start(tmp_path: Path, fakes: tuple[FakeUpstream, FakeUpstream],
         assert log_problems(router) == []
 
 
-def ask(router: RouterProcess, request_id: str | None = None,
-        **body: Any) -> tuple[httpx.Response, float]:
+def ask(
+    router: RouterProcess, request_id: str | None = None, **body: Any
+) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     headers = {"authorization": f"Bearer {CLIENT_KEY}"}
     if request_id is not None:
         headers["x-request-id"] = request_id
-    resp = httpx.post(f"{router.base_url}/chat/completions", timeout=30, headers=headers,
-                      json={"model": "auto", "messages": HELLO, **body})
+    resp = httpx.post(
+        f"{router.base_url}/chat/completions",
+        timeout=30,
+        headers=headers,
+        json={"model": "auto", "messages": HELLO, **body},
+    )
     return resp, time.monotonic() - started
 
 
@@ -86,8 +93,12 @@ def test_paused_redis_closed_mode_answers_503_within_the_store_timeout(start, se
     server.pause(PAUSE_S)
     assert_refused_fast(*ask(router, stream=True))
     wait_for(lambda: ask(router)[0].status_code == 200, 5, "Redis to answer again")
-    wait_for(lambda: read_books(router, server, prefix).reservations == 0, 10,
-             "no reservation left", state=lambda: read_books(router, server, prefix))
+    wait_for(
+        lambda: read_books(router, server, prefix).reservations == 0,
+        10,
+        "no reservation left",
+        state=lambda: read_books(router, server, prefix),
+    )
 
 
 def test_paused_redis_open_mode_serves_within_the_store_timeouts(start, server):
@@ -104,8 +115,13 @@ def test_paused_redis_open_mode_serves_within_the_store_timeouts(start, server):
             assert exc.response.status_code == 503 and error_shape_ok(exc.response.json())
             return False
         return books.ledger_rows == 1 and books.reservations == 0
-    wait_for(settled, 10, "the journaled settlement to land",
-             state=lambda: read_books(router, server, prefix))
+
+    wait_for(
+        settled,
+        10,
+        "the journaled settlement to land",
+        state=lambda: read_books(router, server, prefix),
+    )
 
 
 def test_frozen_redis_never_hangs_a_request_or_readiness(start, server):
@@ -118,8 +134,12 @@ def test_frozen_redis_never_hangs_a_request_or_readiness(start, server):
         assert ready.status_code == 503 and time.monotonic() - started < ANSWER_WITHIN_S
         assert httpx.get(f"{router.url}/healthz", timeout=5).status_code == 200
     assert ask(router)[0].status_code == 200
-    wait_for(lambda: read_books(router, server, prefix).reservations == 0, 10,
-             "no reservation left", state=lambda: read_books(router, server, prefix))
+    wait_for(
+        lambda: read_books(router, server, prefix).reservations == 0,
+        10,
+        "no reservation left",
+        state=lambda: read_books(router, server, prefix),
+    )
 
 
 @pytest.mark.parametrize("mode", ["closed", "open"])
@@ -142,10 +162,14 @@ def test_a_slow_network_to_redis_is_cut_off_by_the_store_timeout(start, server, 
 
         def settled() -> bool:
             books = read_books(router, server, prefix)
-            return (books.ledger_rows, books.reservations) == (served, 0) \
-                and books.ledger_cost == books.spent
-        wait_for(settled, 10, "the books to settle",
-                 state=lambda: read_books(router, server, prefix))
+            return (books.ledger_rows, books.reservations) == (
+                served,
+                0,
+            ) and books.ledger_cost == books.spent
+
+        wait_for(
+            settled, 10, "the books to settle", state=lambda: read_books(router, server, prefix)
+        )
 
 
 def test_a_lost_admission_reply_is_released(start, server):
@@ -159,9 +183,12 @@ def test_a_lost_admission_reply_is_released(start, server):
         assert proxy.lost_replies >= 1
         proxy.set(Mode.PASS)
         assert ask(router)[0].status_code == 200
-        wait_for(lambda: not leaked_reservations(server, prefix), 3,
-                 "the landed reservation to be released",
-                 state=lambda: leaked_reservations(server, prefix))
+        wait_for(
+            lambda: not leaked_reservations(server, prefix),
+            3,
+            "the landed reservation to be released",
+            state=lambda: leaked_reservations(server, prefix),
+        )
 
 
 def test_an_admission_retried_after_a_lost_reply_reserves_once(start, server):
@@ -176,10 +203,17 @@ def test_an_admission_retried_after_a_lost_reply_reserves_once(start, server):
 
         def balanced() -> bool:
             books = read_books(router, server, prefix)
-            return (books.ledger_rows, books.reservations) == (1, 0) \
-                and books.ledger_cost == books.spent
-        wait_for(balanced, 3, "one charge and no reservation left",
-                 state=lambda: read_books(router, server, prefix))
+            return (books.ledger_rows, books.reservations) == (
+                1,
+                0,
+            ) and books.ledger_cost == books.spent
+
+        wait_for(
+            balanced,
+            3,
+            "one charge and no reservation left",
+            state=lambda: read_books(router, server, prefix),
+        )
 
 
 def test_a_lost_admission_reply_then_a_refused_retry_is_released(start, server):
@@ -191,6 +225,9 @@ def test_a_lost_admission_reply_then_a_refused_retry_is_released(start, server):
         assert proxy.lost_replies == 1
         proxy.listen()
         wait_for(lambda: ask(router)[0].status_code == 200, 5, "Redis reachable again")
-        wait_for(lambda: not leaked_reservations(server, prefix), 3,
-                 "the landed reservation to be released",
-                 state=lambda: leaked_reservations(server, prefix))
+        wait_for(
+            lambda: not leaked_reservations(server, prefix),
+            3,
+            "the landed reservation to be released",
+            state=lambda: leaked_reservations(server, prefix),
+        )

@@ -25,9 +25,9 @@ from tests.router_process import CLIENT_KEY, RouterProcess
 
 
 @pytest.fixture(scope="module")
-def on_redis(upstreams: tuple[FakeUpstream, FakeUpstream],
-             tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[tuple[RouterProcess, RedisServer, str]]:
+def on_redis(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RouterProcess, RedisServer, str]]:
     mini, full = upstreams
     with RedisServer() as server:
         config = fault_config(mini.base_url, full.base_url, server.url)
@@ -38,10 +38,10 @@ def on_redis(upstreams: tuple[FakeUpstream, FakeUpstream],
 
 
 def ask(router: RouterProcess, request_id: str) -> str:
-    client = openai.OpenAI(base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0,
-                           timeout=20)
+    client = openai.OpenAI(base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=HELLO, extra_headers={"x-request-id": request_id})
+        model="auto", messages=HELLO, extra_headers={"x-request-id": request_id}
+    )
     assert raw.parse().choices
     assert raw.headers["x-request-id"] == request_id, "the client's id is echoed"
     return raw.headers["x-router-cost-usd"]
@@ -64,5 +64,5 @@ def test_a_reused_request_id_is_charged_every_time(on_redis, fakes, at_once):
     def balanced() -> bool:
         books = read_books(router, server, prefix)
         return books.reservations == 0 and books.ledger_cost == books.spent
-    wait_for(balanced, 5, "the books to balance",
-             state=lambda: read_books(router, server, prefix))
+
+    wait_for(balanced, 5, "the books to balance", state=lambda: read_books(router, server, prefix))

@@ -41,8 +41,11 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def setup(upstreams: tuple[FakeUpstream, FakeUpstream], redis_server: RedisServer,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RouterProcess, str]]:
+def setup(
+    upstreams: tuple[FakeUpstream, FakeUpstream],
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RouterProcess, str]]:
     mini, full = upstreams
     config = fault_config(mini.base_url, full.base_url, redis_server.url)
     for backend in config["backends"].values():
@@ -56,8 +59,11 @@ def setup(upstreams: tuple[FakeUpstream, FakeUpstream], redis_server: RedisServe
 
 
 @pytest.fixture
-def router(setup: tuple[RouterProcess, str], fakes: tuple[FakeUpstream, FakeUpstream],
-           redis_server: RedisServer) -> Iterator[RouterProcess]:
+def router(
+    setup: tuple[RouterProcess, str],
+    fakes: tuple[FakeUpstream, FakeUpstream],
+    redis_server: RedisServer,
+) -> Iterator[RouterProcess]:
     """The module's router; after each test its books must balance and its log be clean."""
     router, prefix = setup
     yield router
@@ -65,21 +71,25 @@ def router(setup: tuple[RouterProcess, str], fakes: tuple[FakeUpstream, FakeUpst
     def balanced() -> bool:
         books = read_books(router, redis_server, prefix)
         return books.reservations == 0 and books.ledger_cost == books.spent
-    wait_for(balanced, 10, "the books to balance",
-             state=lambda: read_books(router, redis_server, prefix))
+
+    wait_for(
+        balanced, 10, "the books to balance", state=lambda: read_books(router, redis_server, prefix)
+    )
     assert log_problems(router) == []
 
 
 def sdk(router: RouterProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0,
-                         timeout=20)
+    return openai.OpenAI(base_url=router.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
 
 
 def post(router: RouterProcess, **body: Any) -> tuple[httpx.Response, float]:
     started = time.monotonic()
-    resp = httpx.post(f"{router.base_url}/chat/completions", timeout=30,
-                      headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                      json={"model": "mini", "messages": HELLO, **body})
+    resp = httpx.post(
+        f"{router.base_url}/chat/completions",
+        timeout=30,
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "mini", "messages": HELLO, **body},
+    )
     return resp, time.monotonic() - started
 
 
@@ -102,7 +112,7 @@ def assert_clean_error(resp: httpx.Response, status: int, code: str) -> None:
 
 
 def sse_data(text: str) -> list[str]:
-    return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
 
 
 def test_garbage_json_is_a_clean_502_and_not_charged(router, fakes):
@@ -138,15 +148,15 @@ def test_a_truncated_stream_ends_with_an_error_event_and_charges_what_was_sent(r
     row = entry(router, resp.headers["x-request-id"])
     assert row["status"] == "cut"
     assert row["extra"].get("usage") == "counted"
-    assert row["completion_tokens"] == TokenCounter().count_text(" ".join(
-        default_reply(8).split()[:3]))
+    assert row["completion_tokens"] == TokenCounter().count_text(
+        " ".join(default_reply(8).split()[:3])
+    )
 
 
 def test_the_sdk_raises_on_a_truncated_stream(router, fakes):
     fakes[0].configure(cut_after_chunks=2)
     with pytest.raises(openai.APIError):
-        for _ in sdk(router).chat.completions.create(model="mini", messages=HELLO,
-                                                     stream=True):
+        for _ in sdk(router).chat.completions.create(model="mini", messages=HELLO, stream=True):
             pass
 
 
@@ -178,8 +188,9 @@ def test_an_enormous_answer_is_a_clean_502(router, fakes):
 
 
 def test_an_enormous_answer_without_content_length_is_a_clean_502(router, fakes):
-    fakes[0].configure(huge_bytes=4 * MAX_RESPONSE_BYTES, trickle_bytes=64 * 1024,
-                       trickle_interval_ms=0)
+    fakes[0].configure(
+        huge_bytes=4 * MAX_RESPONSE_BYTES, trickle_bytes=64 * 1024, trickle_interval_ms=0
+    )
     resp, _ = post(router)
     assert_clean_error(resp, 502, "upstream_error")
 
@@ -226,4 +237,3 @@ def test_an_upstream_that_never_answers_is_a_fast_503_or_a_fallback(router, fake
     assert took < FIRST_BYTE_S + 1
     raw = sdk(router).chat.completions.with_raw_response.create(model="auto", messages=HELLO)
     assert raw.headers["x-router-backend"] == "full"
-

@@ -17,12 +17,19 @@ MAX_JSON_DEPTH = 16
 
 
 @pytest.fixture(scope="module")
-def bounded(upstreams: tuple[FakeUpstream, FakeUpstream],
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+def bounded(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RouterProcess]:
     mini, full = upstreams
-    config = router_config(mini.base_url, full.base_url, server={
-        "max_body_bytes": MAX_BODY_BYTES, "max_messages": MAX_MESSAGES,
-        "max_json_depth": MAX_JSON_DEPTH})
+    config = router_config(
+        mini.base_url,
+        full.base_url,
+        server={
+            "max_body_bytes": MAX_BODY_BYTES,
+            "max_messages": MAX_MESSAGES,
+            "max_json_depth": MAX_JSON_DEPTH,
+        },
+    )
     with RouterProcess(config, tmp_path_factory.mktemp("fuzz")) as router:
         yield router
     assert log_problems(router) == [], "the router logged an unhandled error"

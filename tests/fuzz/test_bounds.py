@@ -22,14 +22,20 @@ AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
 ENDLESS_HEADER_BYTES = 32 * 1024 * 1024
 
 
-def chat(router: RouterProcess, content: bytes | Iterator[bytes],
-         headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.post(f"{router.base_url}/chat/completions", content=content, timeout=30,
-                      headers={**AUTH, "content-type": "application/json", **(headers or {})})
+def chat(
+    router: RouterProcess, content: bytes | Iterator[bytes], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return httpx.post(
+        f"{router.base_url}/chat/completions",
+        content=content,
+        timeout=30,
+        headers={**AUTH, "content-type": "application/json", **(headers or {})},
+    )
 
 
-def assert_refused(resp: httpx.Response, status: int, code: str,
-                   fakes: tuple[FakeUpstream, FakeUpstream]) -> None:
+def assert_refused(
+    resp: httpx.Response, status: int, code: str, fakes: tuple[FakeUpstream, FakeUpstream]
+) -> None:
     assert resp.status_code == status, resp.text
     assert error_shape_ok(resp.json()) and resp.json()["error"]["code"] == code
     assert fakes[0].call_count == fakes[1].call_count == 0
@@ -72,8 +78,12 @@ def test_json_nested_past_the_limit_is_413(bounded, fakes):
     nested: object = "deep"
     for _ in range(MAX_JSON_DEPTH + 1):
         nested = {"x": nested}
-    resp = chat(bounded, orjson.dumps({"model": "auto", "messages": [
-        {"role": "user", "content": "hi"}], "metadata": nested}))
+    resp = chat(
+        bounded,
+        orjson.dumps(
+            {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "metadata": nested}
+        ),
+    )
     assert_refused(resp, 413, "json_too_deep", fakes)
 
 
@@ -87,10 +97,12 @@ def test_pathologically_deep_json_is_a_400_not_a_crash(bounded, fakes, depth):
 
 def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(bounded, fakes):
     with socket.create_connection(("127.0.0.1", bounded.port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                     b"Authorization: Bearer " + CLIENT_KEY.encode() + b"\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
-                     b'{"model": "auto", "messa')
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + CLIENT_KEY.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+            b'{"model": "auto", "messa'
+        )
     deadline = time.monotonic() + 5
     while '"client_disconnected"' not in bounded.logs() and time.monotonic() < deadline:
         time.sleep(0.02)  # bounded polling of the router's log
@@ -109,14 +121,16 @@ def _raw(router: RouterProcess, head: bytes) -> bytes:
 
 
 def test_many_headers_are_answered_not_crashed_on(bounded):
-    head = (b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
-            + b"".join(b"X-H%d: v\r\n" % i for i in range(2_000)) + b"\r\n")
+    head = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(2_000))
+        + b"\r\n"
+    )
     assert _raw(bounded, head).startswith(b"HTTP/1.1 ")
 
 
 def test_a_huge_header_is_refused_with_431(bounded):
-    head = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024)
-            + b"\r\n\r\n")
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
     answer = _raw(bounded, head)
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large", status_line

@@ -26,14 +26,26 @@ CHAT_BODY: dict[str, Any] = {
     "required": ["model", "messages"],
     "properties": {
         "model": {"type": "string"},
-        "messages": {"type": "array", "items": {
-            "type": "object", "required": ["role"],
-            "properties": {
-                "role": {"type": "string",
-                         "enum": ["system", "developer", "user", "assistant", "tool"]},
-                "content": {"anyOf": [{"type": "string"}, {"type": "null"},
-                                     {"type": "array", "items": {"type": "object"}}]},
-            }}},
+        "messages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["role"],
+                "properties": {
+                    "role": {
+                        "type": "string",
+                        "enum": ["system", "developer", "user", "assistant", "tool"],
+                    },
+                    "content": {
+                        "anyOf": [
+                            {"type": "string"},
+                            {"type": "null"},
+                            {"type": "array", "items": {"type": "object"}},
+                        ]
+                    },
+                },
+            },
+        },
         "stream": {"type": "boolean"},
         "max_tokens": {"type": "integer"},
         "max_completion_tokens": {"type": "integer"},
@@ -54,13 +66,16 @@ def documented(doc: dict[str, Any]) -> dict[str, Any]:
     """The router's document, with a richer chat body to generate from than the one the
     router documents (roles and content forms)."""
     doc["paths"]["/v1/chat/completions"]["post"]["requestBody"] = {
-        "required": True, "content": {"application/json": {"schema": CHAT_BODY}}}
+        "required": True,
+        "content": {"application/json": {"schema": CHAT_BODY}},
+    }
     return doc
 
 
 def _document() -> dict[str, Any]:
-    config = RouterConfig.model_validate(router_config("http://mini.invalid/v1",
-                                                       "http://full.invalid/v1"))
+    config = RouterConfig.model_validate(
+        router_config("http://mini.invalid/v1", "http://full.invalid/v1")
+    )
     return create_app(config).openapi()
 
 
@@ -79,14 +94,20 @@ def test_the_chat_route_documents_its_body() -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
-def test_no_500_and_every_error_in_openai_shape(case: schemathesis.Case,
-                                                bounded: RouterProcess) -> None:
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+def test_no_500_and_every_error_in_openai_shape(
+    case: schemathesis.Case, bounded: RouterProcess
+) -> None:
     key = ADMIN_KEY if case.path.startswith("/admin") else CLIENT_KEY
-    resp = case.call(base_url=bounded.url, headers={"authorization": f"Bearer {key}"},
-                     timeout=30)
+    resp = case.call(base_url=bounded.url, headers={"authorization": f"Bearer {key}"}, timeout=30)
     assert resp.status_code != 500, resp.text
     if resp.status_code >= 400:
         body = resp.json()

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from router.backends.upstream_errors import scrub, scrub_event
 
-secrets = st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=8,
-                  max_size=40)
+secrets = st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=8, max_size=40)
 words = st.text(max_size=60)
 
 
@@ -18,8 +17,11 @@ def test_a_backend_secret_never_survives(before: str, secret: str, after: str) -
     assert secret not in scrub(before + secret + after, {secret})
 
 
-@given(host=st.from_regex(r"[a-z]{1,10}\.(internal|local|svc)", fullmatch=True),
-       port=st.integers(1, 65535), ip=st.ip_addresses(v=4))
+@given(
+    host=st.from_regex(r"[a-z]{1,10}\.(internal|local|svc)", fullmatch=True),
+    port=st.integers(1, 65535),
+    ip=st.ip_addresses(v=4),
+)
 def test_addresses_and_urls_never_survive(host: str, port: int, ip: object) -> None:
     message = f"tried {host}:{port}, http://{host}/v1 and {ip}:{port}"
     cleaned = scrub(message)
@@ -41,9 +43,14 @@ def test_scrub_event_never_raises_and_leaves_other_events_alone(raw: bytes) -> N
 
 @given(secret=secrets, field=st.sampled_from(["message", "param", "code"]))
 def test_error_events_are_scrubbed_field_by_field(secret: str, field: str) -> None:
-    error = {"message": "m", "type": "server_error", "param": None, "code": None,
-             field: f"bad {secret} at http://10.0.0.7:8000/v1"}
+    error = {
+        "message": "m",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+        field: f"bad {secret} at http://10.0.0.7:8000/v1",
+    }
     event = b"data: " + orjson.dumps({"error": error}) + b"\n\n"
     out = scrub_event(event, {secret})
     assert secret.encode() not in out and b"10.0.0.7" not in out
-    assert orjson.loads(out.split(b"\n")[0][len(b"data: "):])["error"]["type"] == "server_error"
+    assert orjson.loads(out.split(b"\n")[0][len(b"data: ") :])["error"]["type"] == "server_error"

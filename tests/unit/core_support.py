@@ -14,17 +14,34 @@ ALL = frozenset(Modality)
 TEXT = frozenset({Modality.TEXT})
 
 BACKENDS = {
-    "mini": Capabilities(context_window=1000, max_output_tokens=200, input_modalities=TEXT,
-                         output_modalities=TEXT),
-    "full": Capabilities(context_window=2000, max_output_tokens=500, input_modalities=ALL,
-                         output_modalities=ALL, image_generation=True, realtime_audio=True),
-    "plain": Capabilities(context_window=4000, max_output_tokens=1000, input_modalities=TEXT,
-                          output_modalities=TEXT, tools=False, json_schema=False),
+    "mini": Capabilities(
+        context_window=1000, max_output_tokens=200, input_modalities=TEXT, output_modalities=TEXT
+    ),
+    "full": Capabilities(
+        context_window=2000,
+        max_output_tokens=500,
+        input_modalities=ALL,
+        output_modalities=ALL,
+        image_generation=True,
+        realtime_audio=True,
+    ),
+    "plain": Capabilities(
+        context_window=4000,
+        max_output_tokens=1000,
+        input_modalities=TEXT,
+        output_modalities=TEXT,
+        tools=False,
+        json_schema=False,
+    ),
 }
 
 
-def features(prompt: int | PromptSize = 100, inputs: Iterable[str] = ("text",),
-             outputs: Iterable[str] = ("text",), **overrides: Any) -> Features:
+def features(
+    prompt: int | PromptSize = 100,
+    inputs: Iterable[str] = ("text",),
+    outputs: Iterable[str] = ("text",),
+    **overrides: Any,
+) -> Features:
     """A request's features with everything plain unless overridden."""
     size = prompt if isinstance(prompt, PromptSize) else PromptSize(prompt, prompt)
     values: dict[str, Any] = {
@@ -49,8 +66,9 @@ def build_engine(text: str, backends: dict[str, Capabilities] | None = None) -> 
 
 def one_rule(when: str, action: str = "route: [full]") -> Engine:
     """A policy whose first rule has `when` and routes to full, then a catch-all to plain."""
-    return build_engine(f"rules:\n  - name: r\n    when: {when}\n    {action}\n"
-                        "  - name: rest\n    route: [plain]\n")
+    return build_engine(
+        f"rules:\n  - name: r\n    when: {when}\n    {action}\n  - name: rest\n    route: [plain]\n"
+    )
 
 
 def never_counted() -> Callable[[], int]:

@@ -42,26 +42,58 @@ def test_check_reports_file_line_col(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_explain_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"model": "auto", "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                     {"type": "image_url", "image_url": {"url": "https://x"}}]}]}))
+    request.write_text(
+        json.dumps(
+            {
+                "model": "auto",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": "https://x"}},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     assert _run("policy", "explain", "--request", str(request), "--config", str(CONFIG)) == 0
     out = capsys.readouterr().out
     assert "Decision: rule full" in out
     assert "match  full" in out
 
 
-def test_explain_json_with_snapshot_and_pin(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_json_with_snapshot_and_pin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"model": "full", "messages": [{"role": "user",
-                                                                  "content": "hi"}]}))
+    request.write_text(
+        json.dumps({"model": "full", "messages": [{"role": "user", "content": "hi"}]})
+    )
     snapshot = tmp_path / "snapshot.json"
-    snapshot.write_text(json.dumps({
-        "key_budget": {"remaining_usd": 1, "limit_usd": 10, "soft_limit_usd": 5},
-        "prices": {"full": {"input_per_mtok_usd": 2, "output_per_mtok_usd": 8}}}))
-    assert _run("policy", "explain", "--request", str(request), "--config", str(CONFIG),
-                "--snapshot", str(snapshot), "--json") == 0
+    snapshot.write_text(
+        json.dumps(
+            {
+                "key_budget": {"remaining_usd": 1, "limit_usd": 10, "soft_limit_usd": 5},
+                "prices": {"full": {"input_per_mtok_usd": 2, "output_per_mtok_usd": 8}},
+            }
+        )
+    )
+    assert (
+        _run(
+            "policy",
+            "explain",
+            "--request",
+            str(request),
+            "--config",
+            str(CONFIG),
+            "--snapshot",
+            str(snapshot),
+            "--json",
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["pinned"] == "full"
     assert data["decision"]["rejection"]["status"] == 429

@@ -24,8 +24,7 @@ backends:
 
 def test_env_references_expand_with_defaults():
     tree = {"a": "${X}", "b": ["${Y:-dflt}", "pre-${X}-post"], "c": 3, "d": "${UNSET}"}
-    assert expand_env(tree, {"X": "x"}) == {"a": "x", "b": ["dflt", "pre-x-post"], "c": 3,
-                                            "d": ""}
+    assert expand_env(tree, {"X": "x"}) == {"a": "x", "b": ["dflt", "pre-x-post"], "c": 3, "d": ""}
 
 
 def test_empty_env_value_falls_back_to_default():
@@ -57,8 +56,10 @@ def test_default_config_has_mini_half_of_full(monkeypatch):
     ("text", "expected"),
     [
         ("backends: {}", "backends: Value error, at least one backend is required"),
-        (MINIMAL.replace("model: m", "model: m\n    colour: blue"),
-         "backends.mini.colour: Extra inputs are not permitted"),
+        (
+            MINIMAL.replace("model: m", "model: m\n    colour: blue"),
+            "backends.mini.colour: Extra inputs are not permitted",
+        ),
         (MINIMAL + "server: {port: -1}", "server.port: Input should be greater than or equal"),
         ("backends: [", "not valid YAML"),
         ("- 1\n- 2", "(top level): expected a mapping"),
@@ -76,8 +77,13 @@ def test_errors_name_the_file_and_key_path(tmp_path, text, expected):
 def test_cli_reports_bad_config_without_traceback(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("backends: {}")
-    result = subprocess.run([sys.executable, "-m", "router", "serve", "--config", str(path)],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "router", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{path}: backends:" in result.stderr

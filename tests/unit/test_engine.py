@@ -30,8 +30,9 @@ HEALTHY = BudgetLeft(remaining=9_000_000, limit=10_000_000, soft_limit=8_000_000
 OPEN = SupplyState(breaker=BreakerState.OPEN)
 
 
-def _matches(when: str, feats: Features | None = None, who: Principal = WHO,
-             snapshot: Snapshot | None = None) -> bool:
+def _matches(
+    when: str, feats: Features | None = None, who: Principal = WHO, snapshot: Snapshot | None = None
+) -> bool:
     decision = one_rule(when).decide(feats or features(), who, snapshot or Snapshot())
     return decision.rule == "r"
 
@@ -92,18 +93,21 @@ def test_request_conditions(when: str, overrides: dict[str, Any], expected: bool
     assert _matches(when, features(**overrides)) is expected
 
 
-@pytest.mark.parametrize(("when", "who", "expected"), [
-    ("{key_id: k1}", WHO, True),
-    ("{key_id: [k2, k3]}", WHO, False),
-    ("{team: [t1]}", WHO, True),
-    ("{team: t2}", WHO, False),
-    ("{tags: [batch]}", WHO, True),
-    ("{tags: {any: [gpu, eu]}}", WHO, True),
-    ("{tags: {all: [batch, eu]}}", WHO, True),
-    ("{tags: {all: [batch, us]}}", WHO, False),
-    ("{tags: {none: [eu]}}", WHO, False),
-    ("{tags: {none: [eu]}}", Principal("k", "t"), True),
-])
+@pytest.mark.parametrize(
+    ("when", "who", "expected"),
+    [
+        ("{key_id: k1}", WHO, True),
+        ("{key_id: [k2, k3]}", WHO, False),
+        ("{team: [t1]}", WHO, True),
+        ("{team: t2}", WHO, False),
+        ("{tags: [batch]}", WHO, True),
+        ("{tags: {any: [gpu, eu]}}", WHO, True),
+        ("{tags: {all: [batch, eu]}}", WHO, True),
+        ("{tags: {all: [batch, us]}}", WHO, False),
+        ("{tags: {none: [eu]}}", WHO, False),
+        ("{tags: {none: [eu]}}", Principal("k", "t"), True),
+    ],
+)
 def test_principal_conditions(when: str, who: Principal, expected: bool) -> None:
     assert _matches(when, who=who) is expected
 
@@ -113,8 +117,11 @@ BUDGETS: list[tuple[str, Snapshot, bool]] = [
     ("{budget: {below_soft: true}}", Snapshot(team_budget=LOW), True),
     ("{budget: {scope: key, below_soft: true}}", Snapshot(team_budget=LOW), False),
     ("{budget: {scope: team, below_soft: true}}", Snapshot(team_budget=LOW), True),
-    ("{budget: {scope: all, below_soft: true}}", Snapshot(key_budget=LOW, team_budget=HEALTHY),
-     False),
+    (
+        "{budget: {scope: all, below_soft: true}}",
+        Snapshot(key_budget=LOW, team_budget=HEALTHY),
+        False,
+    ),
     ("{budget: {scope: all, below_soft: true}}", Snapshot(key_budget=LOW, team_budget=LOW), True),
     ("{budget: {below_soft: false}}", Snapshot(), True),
     ("{budget: {scope: key, remaining_usd: {lt: 5}}}", Snapshot(key_budget=LOW), True),
@@ -139,14 +146,23 @@ SUPPLY: list[tuple[str, dict[str, SupplyState], bool]] = [
     ("{backend_available: [mini, full]}", {"full": SupplyState(draining=True)}, False),
     ("{supply: [{backend: mini, breaker: open}]}", {"mini": OPEN}, True),
     ("{supply: [{backend: mini, breaker: [half_open, open]}]}", {}, False),
-    ("{supply: [{backend: mini, available: false}]}",
-     {"mini": SupplyState(in_flight=4, capacity=4)}, True),
+    (
+        "{supply: [{backend: mini, available: false}]}",
+        {"mini": SupplyState(in_flight=4, capacity=4)},
+        True,
+    ),
     ("{supply: [{backend: mini, draining: true}]}", {"mini": SupplyState(draining=True)}, True),
-    ("{supply: [{backend: mini, load: {gt: 0.5}}]}",
-     {"mini": SupplyState(in_flight=6, capacity=10)}, True),
+    (
+        "{supply: [{backend: mini, load: {gt: 0.5}}]}",
+        {"mini": SupplyState(in_flight=6, capacity=10)},
+        True,
+    ),
     ("{supply: [{backend: mini, load: {gt: 0.5}}]}", {"mini": SupplyState(in_flight=6)}, False),
-    ("{supply: [{backend: full, quota_left: {lt: 0.1}}]}",
-     {"full": SupplyState(quota_left_fraction=0.05)}, True),
+    (
+        "{supply: [{backend: full, quota_left: {lt: 0.1}}]}",
+        {"full": SupplyState(quota_left_fraction=0.05)},
+        True,
+    ),
     ("{supply: [{backend: full, quota_left: {lt: 0.1}}]}", {}, False),
 ]
 
@@ -242,8 +258,9 @@ FILTER: list[tuple[dict[str, Any], tuple[str, ...], set[str]]] = [
 
 
 @pytest.mark.parametrize(("overrides", "kept", "dropped"), FILTER)
-def test_capability_filter(overrides: dict[str, Any], kept: tuple[str, ...],
-                           dropped: set[str]) -> None:
+def test_capability_filter(
+    overrides: dict[str, Any], kept: tuple[str, ...], dropped: set[str]
+) -> None:
     decision = CHAIN.decide(features(**overrides), WHO, Snapshot())
     assert decision.candidates == kept
     assert set(decision.dropped) == dropped
@@ -253,15 +270,15 @@ def test_capability_filter(overrides: dict[str, Any], kept: tuple[str, ...],
 def test_prompt_too_long_for_every_backend_says_limit_and_count() -> None:
     decision = ENGINE.decide(features(5000, max_output_tokens=100), WHO, Snapshot())
     assert decision.rejection is not None
-    assert (decision.rejection.status, decision.rejection.code) == \
-        (400, "context_length_exceeded")
-    assert "context window is 4000 tokens, prompt is 5000 tokens plus 100 output" \
+    assert (decision.rejection.status, decision.rejection.code) == (400, "context_length_exceeded")
+    assert (
+        "context window is 4000 tokens, prompt is 5000 tokens plus 100 output"
         in decision.rejection.message
+    )
 
 
 def test_a_plainly_long_prompt_is_rejected_without_tokenizing() -> None:
-    decision = ENGINE.decide(features(PromptSize(9000, 90_000, never_counted())), WHO,
-                             Snapshot())
+    decision = ENGINE.decide(features(PromptSize(9000, 90_000, never_counted())), WHO, Snapshot())
     assert decision.rejection is not None
     assert "prompt is at least 9000 tokens" in decision.rejection.message
 
@@ -276,15 +293,21 @@ def test_no_capable_backend_names_every_gap() -> None:
     assert set(decision.dropped) == {"mini", "full", "plain"}
 
 
-@pytest.mark.parametrize(("supply", "order"), [
-    ({"mini": OPEN}, ("full", "plain", "mini")),
-    ({"mini": SupplyState(draining=True), "full": SupplyState(in_flight=2, capacity=2)},
-     ("plain", "mini", "full")),
-    ({"mini": OPEN, "full": OPEN, "plain": OPEN}, ("mini", "full", "plain")),
-    ({"mini": SupplyState(breaker=BreakerState.HALF_OPEN)}, ("mini", "full", "plain")),
-])
-def test_short_supply_moves_a_backend_last(supply: dict[str, SupplyState],
-                                           order: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("supply", "order"),
+    [
+        ({"mini": OPEN}, ("full", "plain", "mini")),
+        (
+            {"mini": SupplyState(draining=True), "full": SupplyState(in_flight=2, capacity=2)},
+            ("plain", "mini", "full"),
+        ),
+        ({"mini": OPEN, "full": OPEN, "plain": OPEN}, ("mini", "full", "plain")),
+        ({"mini": SupplyState(breaker=BreakerState.HALF_OPEN)}, ("mini", "full", "plain")),
+    ],
+)
+def test_short_supply_moves_a_backend_last(
+    supply: dict[str, SupplyState], order: tuple[str, ...]
+) -> None:
     decision = ENGINE.decide(features(), WHO, Snapshot(supply=supply))
     assert decision.candidates == order
     assert not decision.dropped
@@ -293,8 +316,9 @@ def test_short_supply_moves_a_backend_last(supply: dict[str, SupplyState],
 
 
 def test_no_matching_rule_is_a_503() -> None:
-    engine = build_engine("rules:\n  - name: only-streams\n    when: {stream: true}\n"
-                          "    route: [full]\n")
+    engine = build_engine(
+        "rules:\n  - name: only-streams\n    when: {stream: true}\n    route: [full]\n"
+    )
     decision = engine.decide(features(), WHO, Snapshot())
     assert decision.rejection is not None
     assert (decision.rejection.status, decision.rejection.code) == (503, "no_matching_rule")
@@ -317,18 +341,23 @@ DEFAULT: list[tuple[dict[str, Any], Snapshot, tuple[str, ...], str]] = [
 
 
 @pytest.mark.parametrize(("overrides", "snapshot", "candidates", "rule"), DEFAULT)
-def test_default_policy(overrides: dict[str, Any], snapshot: Snapshot,
-                        candidates: tuple[str, ...], rule: str) -> None:
+def test_default_policy(
+    overrides: dict[str, Any], snapshot: Snapshot, candidates: tuple[str, ...], rule: str
+) -> None:
     decision = _default().decide(features(**overrides), WHO, snapshot)
     assert (decision.candidates, decision.rule) == (candidates, rule)
 
 
-@pytest.mark.parametrize(("snapshot", "scope"), [
-    (Snapshot(key_budget=LOW), "key's budget"),
-    (Snapshot(team_budget=LOW), "team's budget"),
-])
-def test_default_policy_rejects_what_mini_cannot_do_on_a_low_budget(snapshot: Snapshot,
-                                                                    scope: str) -> None:
+@pytest.mark.parametrize(
+    ("snapshot", "scope"),
+    [
+        (Snapshot(key_budget=LOW), "key's budget"),
+        (Snapshot(team_budget=LOW), "team's budget"),
+    ],
+)
+def test_default_policy_rejects_what_mini_cannot_do_on_a_low_budget(
+    snapshot: Snapshot, scope: str
+) -> None:
     decision = _default().decide(features(inputs=("image",)), WHO, snapshot)
     assert decision.rejection is not None
     assert decision.rejection.status == 429
@@ -349,8 +378,9 @@ PINNED: list[tuple[dict[str, Any], Snapshot, str, tuple[str, ...] | tuple[int, s
 
 
 @pytest.mark.parametrize(("overrides", "snapshot", "pinned", "outcome"), PINNED)
-def test_pinned_models(overrides: dict[str, Any], snapshot: Snapshot, pinned: str,
-                       outcome: tuple[Any, ...]) -> None:
+def test_pinned_models(
+    overrides: dict[str, Any], snapshot: Snapshot, pinned: str, outcome: tuple[Any, ...]
+) -> None:
     decision = _default().decide(features(**overrides), WHO, snapshot, pinned)
     if decision.rejection is None:
         assert decision.candidates == outcome

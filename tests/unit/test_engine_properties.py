@@ -35,8 +35,10 @@ capabilities = st.builds(
     image_generation=st.booleans(),
     realtime_audio=st.booleans(),
 )
-token_range = st.fixed_dictionaries({}, optional={
-    "gt": st.integers(0, 3000), "lt": st.integers(0, 3000), "gte": st.integers(0, 3000)})
+token_range = st.fixed_dictionaries(
+    {},
+    optional={"gt": st.integers(0, 3000), "lt": st.integers(0, 3000), "gte": st.integers(0, 3000)},
+)
 token_range = token_range.filter(bool)
 modality_names = st.lists(st.sampled_from([m.value for m in Modality]), max_size=2)
 conditions: dict[str, st.SearchStrategy[Any]] = {
@@ -49,18 +51,20 @@ conditions: dict[str, st.SearchStrategy[Any]] = {
     "prompt_tokens": token_range,
     "max_output_tokens": token_range,
     "prefer": st.lists(st.sampled_from(["cost", "quality", "none"]), min_size=1),
-    "budget": st.fixed_dictionaries({"below_soft": st.booleans()},
-                                    optional={"scope": st.sampled_from(["key", "team", "any"])}),
+    "budget": st.fixed_dictionaries(
+        {"below_soft": st.booleans()}, optional={"scope": st.sampled_from(["key", "team", "any"])}
+    ),
     "can_serve": st.lists(st.sampled_from(NAMES), min_size=1, max_size=2),
     "backend_available": st.lists(st.sampled_from(NAMES), min_size=1, max_size=2),
 }
 when = st.fixed_dictionaries({}, optional=conditions)
 route_rule = st.fixed_dictionaries(
-    {"when": when, "route": st.lists(st.sampled_from(NAMES), min_size=1, max_size=3,
-                                     unique=True)},
-    optional={"cap_max_tokens": st.integers(1, 1200)})
+    {"when": when, "route": st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True)},
+    optional={"cap_max_tokens": st.integers(1, 1200)},
+)
 reject_rule = st.fixed_dictionaries(
-    {"when": when, "reject": st.just({"status": 429, "message": "no"})})
+    {"when": when, "reject": st.just({"status": 429, "message": "no"})}
+)
 policies = st.lists(st.one_of(route_rule, route_rule, reject_rule), min_size=1, max_size=5)
 
 
@@ -84,13 +88,25 @@ def requests(draw: st.DrawFn) -> Features:
     )
 
 
-supply = st.builds(SupplyState, breaker=st.sampled_from(list(BreakerState)),
-                   draining=st.booleans(), in_flight=st.integers(0, 3),
-                   capacity=st.none() | st.integers(1, 3))
-budget = st.none() | st.builds(BudgetLeft, remaining=st.integers(0, 100), limit=st.just(100),
-                               soft_limit=st.none() | st.integers(1, 100))
-snapshots = st.builds(Snapshot, supply=st.dictionaries(st.sampled_from(NAMES), supply),
-                      key_budget=budget, team_budget=budget)
+supply = st.builds(
+    SupplyState,
+    breaker=st.sampled_from(list(BreakerState)),
+    draining=st.booleans(),
+    in_flight=st.integers(0, 3),
+    capacity=st.none() | st.integers(1, 3),
+)
+budget = st.none() | st.builds(
+    BudgetLeft,
+    remaining=st.integers(0, 100),
+    limit=st.just(100),
+    soft_limit=st.none() | st.integers(1, 100),
+)
+snapshots = st.builds(
+    Snapshot,
+    supply=st.dictionaries(st.sampled_from(NAMES), supply),
+    key_budget=budget,
+    team_budget=budget,
+)
 
 
 def serves(caps: Capabilities, f: Features, cap: int | None) -> bool:
@@ -100,25 +116,36 @@ def serves(caps: Capabilities, f: Features, cap: int | None) -> bool:
         out = min(out, cap)
     elif cap is not None:
         out = min(cap, caps.max_output_tokens)
-    return (f.input_modalities <= caps.input_modalities
-            and f.output_modalities <= caps.output_modalities
-            and (caps.image_generation or not f.image_generation)
-            and (caps.realtime_audio or not f.realtime_audio)
-            and (caps.tools or not f.tools)
-            and (caps.json_schema or not f.json_schema)
-            and (out is None or out <= caps.max_output_tokens)
-            and f.prompt.exact() + (1 if out is None else out) <= caps.context_window)
+    return (
+        f.input_modalities <= caps.input_modalities
+        and f.output_modalities <= caps.output_modalities
+        and (caps.image_generation or not f.image_generation)
+        and (caps.realtime_audio or not f.realtime_audio)
+        and (caps.tools or not f.tools)
+        and (caps.json_schema or not f.json_schema)
+        and (out is None or out <= caps.max_output_tokens)
+        and f.prompt.exact() + (1 if out is None else out) <= caps.context_window
+    )
 
 
 @settings(max_examples=400, deadline=None)
-@given(backends=st.fixed_dictionaries({name: capabilities for name in NAMES}),
-       rules=policies, request=requests(), snapshot=snapshots,
-       pinned=st.sampled_from([None, None, *NAMES, "zzz"]))
-def test_no_decision_breaks_a_hard_capability(backends: dict[str, Capabilities],
-                                              rules: list[dict[str, Any]], request: Features,
-                                              snapshot: Snapshot, pinned: str | None) -> None:
+@given(
+    backends=st.fixed_dictionaries({name: capabilities for name in NAMES}),
+    rules=policies,
+    request=requests(),
+    snapshot=snapshots,
+    pinned=st.sampled_from([None, None, *NAMES, "zzz"]),
+)
+def test_no_decision_breaks_a_hard_capability(
+    backends: dict[str, Capabilities],
+    rules: list[dict[str, Any]],
+    request: Features,
+    snapshot: Snapshot,
+    pinned: str | None,
+) -> None:
     policy = Policy.model_validate(
-        {"rules": [{"name": f"r{i}", **rule} for i, rule in enumerate(rules)]})
+        {"rules": [{"name": f"r{i}", **rule} for i, rule in enumerate(rules)]}
+    )
     engine = compile_policy(policy, backends)
     decision = engine.decide(request, Principal("k", "t"), snapshot, pinned)
     rule = next((r for r in engine.rules if r.name == decision.rule), None)

@@ -21,8 +21,10 @@ rules:
     route: [full]
 """)
 WHO = Principal("k", "t")
-PRICES = {"mini": Price("mini", 1, 0.0, 100_000, 400_000),
-          "full": Price("full", 3, 0.0, 2_000_000, 8_000_000)}
+PRICES = {
+    "mini": Price("mini", 1, 0.0, 100_000, 400_000),
+    "full": Price("full", 3, 0.0, 2_000_000, 8_000_000),
+}
 
 
 def test_trace_lists_rules_candidates_and_costs() -> None:
@@ -34,7 +36,9 @@ def test_trace_lists_rules_candidates_and_costs() -> None:
     assert [r["rule"] for r in data["rules"]] == ["low-budget", "mini-first", "full"]
     assert data["rules"][0]["matched"] is False
     assert data["rules"][0]["conditions"][0] == {
-        "condition": 'budget {"scope": "key", "below_soft": true}', "holds": False}
+        "condition": 'budget {"scope": "key", "below_soft": true}',
+        "holds": False,
+    }
     assert data["rules"][1]["matched"] is True
     assert data["rules"][2] == {"rule": "full", "evaluated": False}
     assert data["decision"]["candidates"] == ["mini", "full"]

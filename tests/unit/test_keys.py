@@ -55,15 +55,25 @@ def test_generated_keys_are_prefixed_random_and_distinct() -> None:
 
 def test_hash_is_sha256_hex_or_hmac_with_a_pepper() -> None:
     assert hash_key("sk-rt-abc") == hashlib.sha256(b"sk-rt-abc").hexdigest()
-    assert hash_key("sk-rt-abc", "pepper") == hmac.new(
-        b"pepper", b"sk-rt-abc", hashlib.sha256).hexdigest()
+    assert (
+        hash_key("sk-rt-abc", "pepper")
+        == hmac.new(b"pepper", b"sk-rt-abc", hashlib.sha256).hexdigest()
+    )
     assert hash_key("sk-rt-abc", "pepper") != hash_key("sk-rt-abc")
 
 
-@pytest.mark.parametrize(("header", "token"), [
-    ("Bearer sk-1", "sk-1"), ("bearer   sk-1 ", "sk-1"), ("Basic abc", None), ("Bearer", None),
-    ("", None), (None, None), ("sk-1", None),
-])
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer sk-1", "sk-1"),
+        ("bearer   sk-1 ", "sk-1"),
+        ("Basic abc", None),
+        ("Bearer", None),
+        ("", None),
+        (None, None),
+        ("sk-1", None),
+    ],
+)
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
 
@@ -118,16 +128,20 @@ async def test_bootstrap_key_belongs_to_the_default_team_without_the_store() -> 
     store = CountingStore()
     resolver = KeyResolver(store, bootstrap_key="sk-boot", pepper="p")
     record = await resolver.resolve("Bearer sk-boot")
-    assert (record.key_id, record.team, record.key_hash) == ("bootstrap", "default",
-                                                            hash_key("sk-boot", "p"))
+    assert (record.key_id, record.team, record.key_hash) == (
+        "bootstrap",
+        "default",
+        hash_key("sk-boot", "p"),
+    )
     assert store.lookups == 0
 
 
 async def test_repeated_failures_from_one_address_are_throttled() -> None:
     clock = Clock()
     store = MemoryStore()
-    resolver = KeyResolver(store, clock=clock,
-                           throttle=FailureThrottle(burst=3, per_s=0.5, clock=clock))
+    resolver = KeyResolver(
+        store, clock=clock, throttle=FailureThrottle(burst=3, per_s=0.5, clock=clock)
+    )
     plaintext, _ = await stored(store, resolver)
     for _ in range(3):
         with pytest.raises(AuthenticationFailed):
@@ -171,8 +185,12 @@ async def test_an_unreachable_store_is_503_but_cached_keys_keep_working() -> Non
 
 
 async def test_from_config() -> None:
-    auth = AuthConfig(admin_key=SecretStr("admin"), bootstrap_key=SecretStr("sk-boot"),
-                      bootstrap_team="ops", failed_auth_per_minute=1)
+    auth = AuthConfig(
+        admin_key=SecretStr("admin"),
+        bootstrap_key=SecretStr("sk-boot"),
+        bootstrap_team="ops",
+        failed_auth_per_minute=1,
+    )
     resolver = KeyResolver.from_config(MemoryStore(), auth)
     assert (await resolver.resolve("Bearer sk-boot")).team == "ops"
     with pytest.raises(AuthenticationFailed):

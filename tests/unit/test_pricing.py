@@ -24,17 +24,28 @@ from router.store.memory import MemoryStore
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("value", "micros"), [
-    ("0.05", 50_000), ("2", 2_000_000), ("$1.50", 1_500_000), (" 8.00 ", 8_000_000),
-    (Decimal("0.000001"), 1), (3, 3_000_000), (0.1, 100_000), (2.675, 2_675_000),
-    ("1e-6", 1), ("0", 0),
-])
+@pytest.mark.parametrize(
+    ("value", "micros"),
+    [
+        ("0.05", 50_000),
+        ("2", 2_000_000),
+        ("$1.50", 1_500_000),
+        (" 8.00 ", 8_000_000),
+        (Decimal("0.000001"), 1),
+        (3, 3_000_000),
+        (0.1, 100_000),
+        (2.675, 2_675_000),
+        ("1e-6", 1),
+        ("0", 0),
+    ],
+)
 def test_parse_usd_is_exact(value: object, micros: int) -> None:
     assert parse_usd(value) == micros  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", ["0.0000001", "-1", "abc", "NaN", "Infinity", True, "",
-                                   float("inf")])
+@pytest.mark.parametrize(
+    "value", ["0.0000001", "-1", "abc", "NaN", "Infinity", True, "", float("inf")]
+)
 def test_parse_usd_refuses_what_is_not_a_micro_exact_amount(value: object) -> None:
     with pytest.raises(ValueError):
         parse_usd(value)  # type: ignore[arg-type]
@@ -46,10 +57,17 @@ def test_parse_usd_round_trips_every_micro_amount(micros: int) -> None:
     assert parse_usd(text) == micros
 
 
-@pytest.mark.parametrize(("micros", "text"), [
-    (5_000_000, "$5.00"), (120_000, "$0.12"), (123, "$0.000123"), (0, "$0.00"),
-    (1_234_567_890_000, "$1,234,567.89"), (1_500_001, "$1.500001"),
-])
+@pytest.mark.parametrize(
+    ("micros", "text"),
+    [
+        (5_000_000, "$5.00"),
+        (120_000, "$0.12"),
+        (123, "$0.000123"),
+        (0, "$0.00"),
+        (1_234_567_890_000, "$1,234,567.89"),
+        (1_500_001, "$1.500001"),
+    ],
+)
 def test_format_usd(micros: int, text: str) -> None:
     assert format_usd(micros) == text
 
@@ -67,10 +85,14 @@ def test_litellm_fills_only_what_the_seed_leaves_out(tmp_path: Path) -> None:
         "models:\n"
         "  a: {litellm_model: m, output_per_mtok: '9'}\n"
         "  b: {litellm_model: odd}\n"
-        "default_unknown: {policy: charge, input_per_mtok: '15', output_per_mtok: 60}\n")
+        "default_unknown: {policy: charge, input_per_mtok: '15', output_per_mtok: 60}\n"
+    )
     cost_map = {
-        "m": {"input_cost_per_token": 2e-06, "output_cost_per_token": 8e-06,
-              "cache_read_input_token_cost": 5e-07},
+        "m": {
+            "input_cost_per_token": 2e-06,
+            "output_cost_per_token": 8e-06,
+            "cache_read_input_token_cost": 5e-07,
+        },
         "odd": {"input_cost_per_token": 1.0000001e-07, "output_cost_per_token": 1.25e-07},
     }
     seed = load_seed(path, cost_map=cost_map)
@@ -79,14 +101,16 @@ def test_litellm_fills_only_what_the_seed_leaves_out(tmp_path: Path) -> None:
     assert seed.default_unknown == PriceSpec(15_000_000, 60_000_000)
 
 
-@pytest.mark.parametrize(("body", "error"), [
-    ("models: {a: {input_per_mtok: '1'}}", "needs input_per_mtok and output_per_mtok"),
-    ("models: {a: {litellm_model: nope}}", "litellm has no model 'nope'"),
-    ("models: {a: {input_per_mtok: '1', output_per_mtok: '0.0000001'}}", "finer than"),
-    ("models: {a: {inptu_per_mtok: '1'}}", "inptu_per_mtok"),
-])
-def test_seed_errors_name_the_model_and_the_problem(tmp_path: Path, body: str,
-                                                    error: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("models: {a: {input_per_mtok: '1'}}", "needs input_per_mtok and output_per_mtok"),
+        ("models: {a: {litellm_model: nope}}", "litellm has no model 'nope'"),
+        ("models: {a: {input_per_mtok: '1', output_per_mtok: '0.0000001'}}", "finer than"),
+        ("models: {a: {inptu_per_mtok: '1'}}", "inptu_per_mtok"),
+    ],
+)
+def test_seed_errors_name_the_model_and_the_problem(tmp_path: Path, body: str, error: str) -> None:
     path = tmp_path / "prices.yaml"
     path.write_text(body)
     with pytest.raises(ValueError, match=error):
@@ -98,10 +122,19 @@ def version(v: int, effective_from: float, rate: int = 1, model: str = "m") -> P
 
 
 def test_price_in_force_is_the_latest_effective_from_not_after_the_time() -> None:
-    book = PriceBook([version(1, 0.0, 10), version(2, 100.0, 20), version(3, 200.0, 30),
-                      version(4, 150.0, 40)])
-    assert [book.price_at("m", t).version for t in (0, 99.9, 100, 149, 150, 199, 200, 1e12)] \
-        == [1, 1, 2, 2, 4, 4, 3, 3]
+    book = PriceBook(
+        [version(1, 0.0, 10), version(2, 100.0, 20), version(3, 200.0, 30), version(4, 150.0, 40)]
+    )
+    assert [book.price_at("m", t).version for t in (0, 99.9, 100, 149, 150, 199, 200, 1e12)] == [
+        1,
+        1,
+        2,
+        2,
+        4,
+        4,
+        3,
+        3,
+    ]
 
 
 def test_same_effective_from_goes_to_the_higher_version() -> None:

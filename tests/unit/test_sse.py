@@ -24,7 +24,7 @@ def test_framer_reassembles_events_however_chunked(cuts):
     out: list[bytes] = []
     position = 0
     for size in cuts:
-        out.extend(framer.feed(stream[position:position + size]))
+        out.extend(framer.feed(stream[position : position + size]))
         position += size
     out.extend(framer.feed(stream[position:]))
     assert out == EVENTS
@@ -52,16 +52,27 @@ def test_meter_keeps_usage_chunk_the_client_asked_for():
 
 
 def test_usage_on_a_chunk_with_choices_is_never_dropped():
-    event = b'data: ' + orjson.dumps({"choices": [{"delta": {"content": "x"}}],
-                                      "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    event = b"data: " + orjson.dumps(
+        {
+            "choices": [{"delta": {"content": "x"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+    )
     meter = StreamMeter(strip_usage_chunk=True)
     assert meter.observe(event + b"\n\n") is not None
     assert meter.usage is not None
 
 
 def test_usage_from_reads_cached_tokens_and_rejects_junk():
-    usage = usage_from({"usage": {"prompt_tokens": 10, "completion_tokens": 3,
-                                  "prompt_tokens_details": {"cached_tokens": 4}}})
+    usage = usage_from(
+        {
+            "usage": {
+                "prompt_tokens": 10,
+                "completion_tokens": 3,
+                "prompt_tokens_details": {"cached_tokens": 4},
+            }
+        }
+    )
     assert usage is not None and usage.cached_tokens == 4
     assert usage_from({"usage": {"prompt_tokens": "10"}}) is None
     assert usage_from({"usage": None}) is None

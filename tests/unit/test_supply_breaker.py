@@ -13,9 +13,16 @@ from router.supply.breaker import BreakerRecord
 from router.supply.model import Outcome
 from router.supply.settings import BreakerSettings, SupplySettings
 
-SETTINGS = SupplySettings(breaker=BreakerSettings(
-    consecutive_failures=3, failure_rate=0.5, min_requests=4, window_s=2, cooldown_s=1,
-    half_open_probes=2))
+SETTINGS = SupplySettings(
+    breaker=BreakerSettings(
+        consecutive_failures=3,
+        failure_rate=0.5,
+        min_requests=4,
+        window_s=2,
+        cooldown_s=1,
+        half_open_probes=2,
+    )
+)
 COOLDOWN_MS = 1000
 
 steps = st.one_of(

@@ -101,22 +101,27 @@ class Scripted:
         return None
 
 
-def short(backend: str, reason: str = "http_503",
-          retry_after: float | None = None) -> SupplyShortage:
+def short(
+    backend: str, reason: str = "http_503", retry_after: float | None = None
+) -> SupplyShortage:
     return SupplyShortage(backend, reason, retry_after)
 
 
 class World:
-    def __init__(self, backends: Mapping[str, Scripted],
-                 settings: Mapping[str, SupplySettings] | None = None,
-                 metrics: Metrics | None = None, store: Any = None) -> None:
+    def __init__(
+        self,
+        backends: Mapping[str, Scripted],
+        settings: Mapping[str, SupplySettings] | None = None,
+        metrics: Metrics | None = None,
+        store: Any = None,
+    ) -> None:
         self.clock = ManualClock()
         self.backends = backends
-        chosen = {name: (settings or {}).get(name, SupplySettings(breaker=LENIENT))
-                  for name in backends}
+        chosen = {
+            name: (settings or {}).get(name, SupplySettings(breaker=LENIENT)) for name in backends
+        }
         self.store = store or MemorySupplyStore(self.clock)
-        self.supply = SupplyManager(chosen, self.store, backends, clock=self.clock,
-                                    metrics=metrics)
+        self.supply = SupplyManager(chosen, self.store, backends, clock=self.clock, metrics=metrics)
         self.dispatcher = Dispatcher(backends, self.supply, jitter=lambda: 1.0)
         self.waits: list[float] = []
 
@@ -134,18 +139,21 @@ class World:
             sleeping.cancel()
         return task.result()
 
-    async def complete(self, *names: str, hops: Hops | None = None,
-                       budget: float = 30.0, tokens: int = 0) -> tuple[str, Completion]:
-        return await self.drive(self.dispatcher.complete(
-            self.targets(*names, tokens=tokens), self.clock.now() + budget, hops or Hops()))
+    async def complete(
+        self, *names: str, hops: Hops | None = None, budget: float = 30.0, tokens: int = 0
+    ) -> tuple[str, Completion]:
+        return await self.drive(
+            self.dispatcher.complete(
+                self.targets(*names, tokens=tokens), self.clock.now() + budget, hops or Hops()
+            )
+        )
 
     def breaker(self, name: str) -> BreakerState:
         return self.supply.snapshot()[name].breaker
 
 
 def pair(mini: Scripted | None = None, full: Scripted | None = None, **kwargs: Any) -> World:
-    return World({"mini": mini or Scripted("mini"), "full": full or Scripted("full")},
-                 **kwargs)
+    return World({"mini": mini or Scripted("mini"), "full": full or Scripted("full")}, **kwargs)
 
 
 async def test_the_first_candidate_serves_when_it_can():
@@ -156,8 +164,9 @@ async def test_the_first_candidate_serves_when_it_can():
     assert hops.tried == [] and world.backends["full"].calls == 0
 
 
-@pytest.mark.parametrize("reason", ["http_429", "http_503", "http_529", "refused", "dropped",
-                                    "first_byte_timeout"])
+@pytest.mark.parametrize(
+    "reason", ["http_429", "http_503", "http_529", "refused", "dropped", "first_byte_timeout"]
+)
 async def test_a_shortage_moves_the_request_to_the_next_candidate(reason):
     world = pair(Scripted("mini", short("mini", reason)))
     hops = Hops()
@@ -179,8 +188,10 @@ async def test_an_upstream_failure_falls_back_and_counts_against_the_breaker(err
 
 
 async def test_when_every_candidate_fails_the_last_failure_is_the_answer():
-    world = pair(Scripted("mini", UpstreamFailed("mini broke")),
-                 Scripted("full", UpstreamFailed("full broke")))
+    world = pair(
+        Scripted("mini", UpstreamFailed("mini broke")),
+        Scripted("full", UpstreamFailed("full broke")),
+    )
     with pytest.raises(UpstreamFailed, match="full broke"):
         await world.complete()
 
@@ -197,11 +208,14 @@ async def test_a_rejection_is_relayed_at_once_and_never_trips_the_breaker():
 
 
 async def test_when_every_candidate_is_short_the_answer_is_a_fast_503_that_says_so():
-    world = pair(Scripted("mini", short("mini", "http_429", 30.0)),
-                 Scripted("full", short("full", "refused")),
-                 settings={name: SupplySettings(breaker=LENIENT,
-                                                retry=RetrySettings(attempts=0))
-                           for name in ("mini", "full")})
+    world = pair(
+        Scripted("mini", short("mini", "http_429", 30.0)),
+        Scripted("full", short("full", "refused")),
+        settings={
+            name: SupplySettings(breaker=LENIENT, retry=RetrySettings(attempts=0))
+            for name in ("mini", "full")
+        },
+    )
     with pytest.raises(NoBackendAvailable) as raised:
         await world.complete()
     error = raised.value
@@ -226,8 +240,10 @@ async def test_the_last_candidate_is_retried_after_its_retry_after():
 async def test_retries_back_off_exponentially_and_stop_at_the_bound():
     retry = RetrySettings(attempts=3, backoff_s=0.1, max_backoff_s=1.0)
     failures = [short("full") for _ in range(5)]
-    world = World({"full": Scripted("full", *failures)},
-                  settings={"full": SupplySettings(breaker=LENIENT, retry=retry)})
+    world = World(
+        {"full": Scripted("full", *failures)},
+        settings={"full": SupplySettings(breaker=LENIENT, retry=retry)},
+    )
     with pytest.raises(NoBackendAvailable):
         await world.complete()
     assert world.backends["full"].calls == 4
@@ -257,10 +273,12 @@ async def test_no_retry_on_the_same_backend_while_another_candidate_is_ready():
 
 
 async def test_retries_end_when_the_breaker_opens():
-    settings = SupplySettings(breaker=BreakerSettings(consecutive_failures=2),
-                              retry=RetrySettings(attempts=5))
-    world = World({"full": Scripted("full", *[short("full") for _ in range(5)])},
-                  settings={"full": settings})
+    settings = SupplySettings(
+        breaker=BreakerSettings(consecutive_failures=2), retry=RetrySettings(attempts=5)
+    )
+    world = World(
+        {"full": Scripted("full", *[short("full") for _ in range(5)])}, settings={"full": settings}
+    )
     with pytest.raises(NoBackendAvailable):
         await world.complete()
     assert world.backends["full"].calls == 2
@@ -282,8 +300,9 @@ async def test_a_passed_deadline_is_a_timeout_and_calls_get_what_is_left():
 
 
 async def test_an_open_circuit_is_skipped_without_calling_until_its_trial():
-    settings = SupplySettings(breaker=BreakerSettings(consecutive_failures=1, cooldown_s=5,
-                                                      half_open_probes=1))
+    settings = SupplySettings(
+        breaker=BreakerSettings(consecutive_failures=1, cooldown_s=5, half_open_probes=1)
+    )
     world = pair(Scripted("mini", short("mini")), settings={"mini": settings})
     await world.complete()
     assert world.breaker("mini") is BreakerState.OPEN
@@ -297,8 +316,9 @@ async def test_an_open_circuit_is_skipped_without_calling_until_its_trial():
 
 
 async def test_only_the_permitted_trials_reach_a_half_open_backend():
-    settings = SupplySettings(breaker=BreakerSettings(consecutive_failures=1, cooldown_s=5,
-                                                      half_open_probes=1))
+    settings = SupplySettings(
+        breaker=BreakerSettings(consecutive_failures=1, cooldown_s=5, half_open_probes=1)
+    )
     gate = asyncio.Event()
     world = pair(Scripted("mini", short("mini"), gate), settings={"mini": settings})
     await world.complete()
@@ -377,8 +397,9 @@ async def test_at_capacity_queue_waits_for_a_slot_freed_here():
     world = pair(Scripted("mini", gate), settings=capped("queue", queue_timeout_s=5))
     first = asyncio.create_task(world.complete())
     await world.backends["mini"].until_called(1)
-    second = asyncio.create_task(world.dispatcher.complete(
-        world.targets(), world.clock.now() + 30, Hops()))
+    second = asyncio.create_task(
+        world.dispatcher.complete(world.targets(), world.clock.now() + 30, Hops())
+    )
     await world.clock.wait_for_sleepers()
     gate.set()
     assert (await first)[0] == "mini"
@@ -401,8 +422,7 @@ async def test_at_capacity_queue_gives_up_after_its_timeout():
 
 async def test_a_stream_holds_its_slot_until_closed():
     world = pair(settings=capped("fallback"))
-    backend, stream = await world.dispatcher.stream(world.targets(), world.clock.now() + 30,
-                                                    Hops())
+    backend, stream = await world.dispatcher.stream(world.targets(), world.clock.now() + 30, Hops())
     assert backend == "mini" and stream.first == [b"data: first\n\n"]
     assert [batch async for batch in stream] == [[b"data: [DONE]\n\n"]]
     assert (await world.complete())[0] == "full"
@@ -414,8 +434,9 @@ async def test_a_stream_holds_its_slot_until_closed():
 async def test_a_stream_falls_back_before_its_first_byte():
     world = pair(Scripted("mini", short("mini", "first_byte_timeout")))
     hops = Hops()
-    backend, stream = await world.drive(world.dispatcher.stream(
-        world.targets(), world.clock.now() + 30, hops))
+    backend, stream = await world.drive(
+        world.dispatcher.stream(world.targets(), world.clock.now() + 30, hops)
+    )
     assert backend == "full" and hops.tried == [("mini", "first_byte_timeout")]
     await stream.aclose()
 
@@ -452,18 +473,24 @@ class DownStore:
         async def fail(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             raise StoreError(f"{name}: connection refused")
+
         return fail
 
 
 async def test_an_unreachable_store_fails_open_logs_once_and_counts(caplog):
     metrics = Metrics()
-    world = pair(Scripted("mini", short("mini")), settings=capped("fallback"),
-                 metrics=metrics, store=DownStore())
+    world = pair(
+        Scripted("mini", short("mini")),
+        settings=capped("fallback"),
+        metrics=metrics,
+        store=DownStore(),
+    )
     with caplog.at_level(logging.WARNING, logger="router.supply"):
         assert (await world.complete())[0] == "full"
         for _ in range(3):
             assert (await world.complete())[0] == "mini"
     assert len([r for r in caplog.records if "unreachable" in r.message]) == 1
-    errors = metrics.registry.get_sample_value("router_store_errors_total",
-                                               {"operation": "supply_acquire"})
+    errors = metrics.registry.get_sample_value(
+        "router_store_errors_total", {"operation": "supply_acquire"}
+    )
     assert errors == 4

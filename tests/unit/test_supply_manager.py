@@ -20,8 +20,9 @@ from router.supply.settings import (
 )
 from tests.manual_clock import ManualClock
 
-BREAKER = BreakerSettings(consecutive_failures=2, cooldown_s=5, half_open_probes=1,
-                          min_requests=100)
+BREAKER = BreakerSettings(
+    consecutive_failures=2, cooldown_s=5, half_open_probes=1, min_requests=100
+)
 
 
 class Probed:
@@ -48,8 +49,9 @@ class CountingStore(MemorySupplyStore):
         return object.__getattribute__(self, name)
 
 
-def manager(clock: ManualClock, store: MemorySupplyStore | None = None,
-            **settings: SupplySettings) -> SupplyManager:
+def manager(
+    clock: ManualClock, store: MemorySupplyStore | None = None, **settings: SupplySettings
+) -> SupplyManager:
     chosen = settings or {"mini": SupplySettings(breaker=BREAKER)}
     backends: dict[str, Any] = {name: Probed(name) for name in chosen}
     return SupplyManager(chosen, store or MemorySupplyStore(clock), backends, clock=clock)
@@ -226,8 +228,9 @@ async def test_operators_force_and_drain_for_every_replica():
 
 async def test_status_reports_quota_and_capacity():
     clock = ManualClock()
-    settings = SupplySettings(capacity=CapacitySettings(max_in_flight=4),
-                              quota=QuotaSettings(rpm=10))
+    settings = SupplySettings(
+        capacity=CapacitySettings(max_in_flight=4), quota=QuotaSettings(rpm=10)
+    )
     supply = manager(clock, full=settings)
     await supply.take("full", 0, clock.now() + 10)
     status = supply.status()["full"]

@@ -26,9 +26,34 @@ SAMPLES = [
 ]
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
-spacey = st.lists(st.sampled_from(
-    [" ", "\n", "\t", "\r\n", "/", "a", "Z", "é", "日", "\u00a0", "\u3000", "\u2028", "'s", "--",
-     "1", "😀", ".", "\x0b", "\x0c", "\x1c", "\x85"]), max_size=120).map("".join)
+spacey = st.lists(
+    st.sampled_from(
+        [
+            " ",
+            "\n",
+            "\t",
+            "\r\n",
+            "/",
+            "a",
+            "Z",
+            "é",
+            "日",
+            "\u00a0",
+            "\u3000",
+            "\u2028",
+            "'s",
+            "--",
+            "1",
+            "😀",
+            ".",
+            "\x0b",
+            "\x0c",
+            "\x1c",
+            "\x85",
+        ]
+    ),
+    max_size=120,
+).map("".join)
 
 
 @pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
@@ -70,8 +95,9 @@ def test_bounds_hold_on_any_unicode(counter: TokenCounter, parts: list[str]) -> 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(spacey, max_size=4))
-def test_bounds_hold_around_whitespace(counter: TokenCounter, cl100k: TokenCounter,
-                                       parts: list[str]) -> None:
+def test_bounds_hold_around_whitespace(
+    counter: TokenCounter, cl100k: TokenCounter, parts: list[str]
+) -> None:
     _assert_sound(counter, parts)
     _assert_sound(cl100k, parts)
 
