@@ -4,8 +4,8 @@ The document is OpenAPI 3.1, whose schemas are JSON Schema 2020-12 plus annotati
 (`discriminator`, `x-*`) that a validator ignores; it is registered whole as one resource so
 every `$ref` inside it resolves. A `oneOf` with a `discriminator` picks its branch by `type` in
 OpenAPI, while JSON Schema demands exactly one branch match (an input message matches both
-`EasyInputMessage` and `InputMessage`), so those are read as `anyOf`. It lives outside the repository (`../shared/...`), so tests
-that need it skip, naming the file, when it is absent.
+`EasyInputMessage` and `InputMessage`), so those are read as `anyOf`. The document lives
+outside the repository (`../shared/...`): tests that need it skip, naming the file, without it.
 """
 
 from __future__ import annotations

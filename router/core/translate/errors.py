@@ -48,7 +48,6 @@ _ANTHROPIC_TYPES = {
     402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
-    413: "request_too_large",
     429: "rate_limit_error",
     503: "overloaded_error",
     504: "timeout_error",
@@ -57,7 +56,8 @@ _ANTHROPIC_TYPES = {
 
 
 def anthropic_error_type(status: int) -> str:
-    """Anthropic's error type for an HTTP status; other 4xx are bad requests, 5xx api errors."""
+    """Anthropic's error type for an HTTP status, among those its SDK's types name (a 413 is an
+    invalid request there); other 4xx are invalid requests, other 5xx api errors."""
     known = _ANTHROPIC_TYPES.get(status)
     if known is not None:
         return known

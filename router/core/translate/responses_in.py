@@ -274,7 +274,10 @@ def responses_to_chat(body: JSONObject, history: Sequence[JSONObject] = ()) -> C
         else:
             translation.item(item, f"input[{index}]")
     if not translation.messages:
-        raise invalid("input", "expected a string or a non-empty list of items")
+        if not translation.refusals:
+            raise invalid("input", "expected a string or a non-empty list of items")
+        # Every item needs a native backend; the body is only inspected, never sent.
+        translation.messages.append({"role": "user", "content": ""})
     chat: JSONObject = {"model": body.get("model"), "messages": translation.messages}
     for name in _STATEFUL:
         if body.get(name):
