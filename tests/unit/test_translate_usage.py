@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from anthropic.types import ErrorResponse, MessageDeltaUsage
+from anthropic.types import ErrorResponse, Message, MessageDeltaUsage
 from openai.types.responses import ResponseErrorEvent, ResponseUsage
 
 from router.core.cost import actual_cost
@@ -81,8 +81,19 @@ def test_anthropic_input_tokens_exclude_cache_reads_and_writes() -> None:
         "output_tokens": 300,
         "cache_read_input_tokens": 1000,
         "cache_creation_input_tokens": 0,
+        "output_tokens_details": {"thinking_tokens": 120},
     }
-    assert usage_from_messages(shaped) == Usage(1200, 300, 1000)
+    Message.model_validate(
+        {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "model": "x",
+            "content": [],
+            "usage": shaped,
+        }
+    )
+    assert usage_from_messages(shaped) == FULL
 
 
 def test_every_shape_prices_the_same() -> None:

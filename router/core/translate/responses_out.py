@@ -1,7 +1,8 @@
 """A chat completion as an OpenAI Response object, and the pieces a streamed Response shares.
 
 Output items: the backend's reasoning (`reasoning_content`) as a reasoning item, its text
-(and refusal) as one assistant message, each tool call as a function_call item. The status
+and its refusal each as an assistant message, each tool call as a function_call item, in the
+order a stream of the same reply gives them. The status
 follows the finish reason: `length` and `content_filter` make an incomplete Response, with
 the reason in `incomplete_details`. Item ids derive from the Response id, so a translation is
 a pure function of its inputs. The Response echoes the request's settings, as OpenAI's does.
@@ -131,23 +132,26 @@ def response_envelope(
     return envelope
 
 
-def _output(reply: Reply, response_id: str, status: str) -> list[JSONObject]:
+def _output(reply: Reply, response_id: str, cut: bool) -> list[JSONObject]:
+    """The items, all completed but the last when the reply was cut short."""
     output: list[JSONObject] = []
     if reply.reasoning:
         identifier = item_id(response_id, "reasoning", len(output))
-        output.append(reasoning_item(identifier, reply.reasoning, status))
-    parts = []
-    if reply.text or not (reply.tool_calls or reply.refusal):
-        parts.append(text_part(reply.text))
-    if reply.refusal:
-        parts.append(refusal_part(reply.refusal))
-    if parts:
-        output.append(message_item(item_id(response_id, "text", len(output)), parts, status))
+        output.append(reasoning_item(identifier, reply.reasoning, "completed"))
+    for part in (
+        text_part(reply.text) if reply.text else None,
+        refusal_part(reply.refusal) if reply.refusal else None,
+    ):
+        if part is not None:
+            identifier = item_id(response_id, "text", len(output))
+            output.append(message_item(identifier, [part], "completed"))
     for call in reply.tool_calls:
         identifier = item_id(response_id, "tool", len(output))
         output.append(
-            function_call_item(identifier, call.call_id, call.name, call.arguments, status)
+            function_call_item(identifier, call.call_id, call.name, call.arguments, "completed")
         )
+    if cut and output:
+        output[-1]["status"] = "incomplete"
     return output
 
 
@@ -174,7 +178,7 @@ def chat_to_response(
     response["incomplete_details"] = incomplete
     if status == "completed":
         response["completed_at"] = created_at if completed_at is None else completed_at
-    response["output"] = _output(reply, response_id, status)
+    response["output"] = _output(reply, response_id, incomplete is not None)
     final_usage = reply.usage or usage
     if final_usage is not None:
         response["usage"] = responses_usage(final_usage)

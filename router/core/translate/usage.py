@@ -90,12 +90,15 @@ def responses_usage(usage: Usage) -> JSONObject:
 
 def messages_usage(usage: Usage) -> JSONObject:
     """The router's Usage as an Anthropic Message's `usage` (input excludes cache reads)."""
-    return {
+    shaped: JSONObject = {
         "input_tokens": usage.prompt_tokens - usage.cached_tokens,
         "output_tokens": usage.completion_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
         "cache_creation_input_tokens": 0,
     }
+    if usage.reasoning_tokens:
+        shaped["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return shaped
 
 
 class MessagesStreamUsage:
