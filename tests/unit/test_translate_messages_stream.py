@@ -205,3 +205,13 @@ def test_tool_ids_missing_upstream_are_generated() -> None:
         }
     )
     assert events[-1]["content_block"]["id"] == "toolu_s1_0"
+
+
+def test_generated_text_includes_unrendered_reasoning_for_counting() -> None:
+    machine = MessagesStream(REQUEST, message_id="msg_s1")
+    for chunk in chunks(
+        Reply(reasoning=["Hmm. "], text=["Hi"], calls=[Call("c", "f", ['{"a":1}'])], usage=None)
+    ):
+        machine.feed(chunk)
+    assert machine.generated_text() == 'Hmm. Hi{"a":1}'
+    assert machine.usage is None

@@ -42,7 +42,11 @@ MESSAGE_EVENT = TypeAdapter(RawMessageStreamEvent)
 SETTINGS = settings(max_examples=60, deadline=None)
 
 pieces = st.lists(st.text(min_size=1, max_size=12), max_size=4)
-json_values = st.one_of(st.integers(), st.text(max_size=8), st.booleans(), st.none())
+SAFE_INTEGER = 2**53 - 1
+"""I-JSON's range (RFC 7493): beyond it, JSON parsers (orjson, the SDKs' jiter) differ."""
+json_values = st.one_of(
+    st.integers(-SAFE_INTEGER, SAFE_INTEGER), st.text(max_size=8), st.booleans(), st.none()
+)
 names = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
 
 
@@ -187,3 +191,70 @@ def test_messages_round_trip(reply: Reply) -> None:
 def test_usage_round_trips_through_every_shape(usage: Usage) -> None:
     assert usage_from_responses(responses_usage(usage)) == usage
     assert usage_from_messages(messages_usage(usage)) == usage
+
+
+def _delta_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+chunk_steps = st.one_of(
+    pieces.map(lambda p: _delta_chunk({"content": "".join(p)})),
+    pieces.map(lambda p: _delta_chunk({"reasoning_content": "".join(p)})),
+    pieces.map(lambda p: _delta_chunk({"refusal": "".join(p)})),
+    st.tuples(st.integers(0, 2), names).map(
+        lambda t: _delta_chunk(
+            {"tool_calls": [{"index": t[0], "id": f"c{t[0]}", "function": {"name": t[1]}}]}
+        )
+    ),
+    st.tuples(st.integers(0, 2), st.text(max_size=6)).map(
+        lambda t: _delta_chunk({"tool_calls": [{"index": t[0], "function": {"arguments": t[1]}}]})
+    ),
+    st.sampled_from(["stop", "length", "tool_calls"]).map(lambda f: _delta_chunk({}, f)),
+    st.just({"choices": [], "usage": usage_object(10, 5)}),
+    st.sampled_from(
+        [None, "garbage", {}, {"choices": "x"}, {"choices": [7]}, {"choices": [{"delta": 3}]}]
+    ),
+)
+
+
+@SETTINGS
+@given(st.lists(chunk_steps, max_size=12), st.booleans())
+def test_any_chunk_sequence_starts_and_stops_exactly_once(steps: list[Any], cut: bool) -> None:
+    from router.errors import UpstreamTimeout
+
+    error = UpstreamTimeout("cut") if cut else None
+    responses = ResponsesStream(
+        RESPONSES_REQUEST, response_id="resp_f", created_at=1, clock=lambda: 1
+    )
+    messages = MessagesStream(MESSAGES_REQUEST, message_id="msg_f")
+    out_r = [event for step in steps for event in responses.feed(step)] + responses.finish(
+        error=error
+    )
+    out_m = [event for step in steps for event in messages.feed(step)] + messages.finish(
+        error=error
+    )
+    assert responses.finish() == [] and messages.finish() == []
+
+    kinds = [event["type"] for event in out_r]
+    terminal = {"response.completed", "response.incomplete", "response.failed"}
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] in terminal and sum(kind in terminal for kind in kinds) == 1
+    assert (kinds[-1] == "response.failed") == (cut or "earlier tool call" in str(out_r[-1]))
+    assert [event["sequence_number"] for event in out_r] == list(range(len(out_r)))
+    added = [e["output_index"] for e in out_r if e["type"] == "response.output_item.added"]
+    done = [e["output_index"] for e in out_r if e["type"] == "response.output_item.done"]
+    assert added == done == list(range(len(added)))
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
+    for event in out_r:
+        state.handle_event(RESPONSE_EVENT.validate_python(event))
+
+    kinds = [event["type"] for event in out_m]
+    assert kinds[:2] == ["message_start", "ping"]
+    assert kinds[-1] in ("message_stop", "error") and kinds.count("message_start") == 1
+    assert kinds.count("message_stop") + kinds.count("error") == 1
+    starts = [e["index"] for e in out_m if e["type"] == "content_block_start"]
+    stops = [e["index"] for e in out_m if e["type"] == "content_block_stop"]
+    assert starts == stops == list(range(len(starts)))
+    for event in out_m:
+        if event["type"] not in ("ping", "error"):
+            MESSAGE_EVENT.validate_python(event)

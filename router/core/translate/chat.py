@@ -133,6 +133,8 @@ class Block:
     pieces: list[str] = field(default_factory=list)
     call_id: str = ""
     name: str = ""
+    ident: str = ""
+    """The block's id in its API, if it has one (a Response's item id)."""
 
     def text(self) -> str:
         return "".join(self.pieces)
@@ -158,6 +160,7 @@ class ChatStream(ABC):
         self.upstream_usage: Usage | None = None
         self._open: Block | None = None
         self._calls: dict[int, Block] = {}
+        self._unrendered: list[str] = []
         self._started = False
         self._finished = False
 
@@ -175,16 +178,16 @@ class ChatStream(ABC):
         if usage:
             self.upstream_usage = usage_from_chat(usage) or self.upstream_usage
         choices = chunk.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices else None
-        if not isinstance(choice, dict):
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             return events
+        choice = choices[0]
         delta = choice.get("delta")
-        if isinstance(delta, dict):
+        if delta and isinstance(delta, dict):
             self._delta(delta, events)
             if self._finished:
                 return events
         reason = choice.get("finish_reason")
-        if isinstance(reason, str):
+        if reason is not None and isinstance(reason, str):
             self.finish_reason = reason
             self.stop_reason = choice.get("stop_reason")
         return events
@@ -207,20 +210,34 @@ class ChatStream(ABC):
         return self.upstream_usage
 
     def _delta(self, delta: JSONObject, events: list[JSONObject]) -> None:
-        reasoning = _reasoning(delta) if self.reasoning else ""
-        if reasoning:
-            self._extend(REASONING, reasoning, events)
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            self._extend(TEXT, content, events)
-        refusal = delta.get("refusal")
-        if isinstance(refusal, str) and refusal:
-            self._extend(REFUSAL, refusal, events)
-        calls = delta.get("tool_calls")
-        if isinstance(calls, list):
-            for fragment in calls:
-                if isinstance(fragment, dict) and not self._call_fragment(fragment, events):
-                    return
+        """One chunk's delta, key by key: a delta usually carries one kind of output."""
+        for key, value in delta.items():
+            if not value:
+                continue
+            if key == "content":
+                if isinstance(value, str):
+                    self._extend(TEXT, value, events)
+            elif key == "tool_calls":
+                if isinstance(value, list):
+                    for fragment in value:
+                        if isinstance(fragment, dict) and not self._call_fragment(fragment, events):
+                            return
+            elif key == "reasoning_content" or (
+                key == "reasoning" and "reasoning_content" not in delta
+            ):
+                if not isinstance(value, str):
+                    continue
+                if self.reasoning:
+                    self._extend(REASONING, value, events)
+                else:
+                    self._unrendered.append(value)
+            elif key == "refusal" and isinstance(value, str):
+                self._extend(REFUSAL, value, events)
+
+    def generated_text(self) -> str:
+        """Everything the backend generated, rendered or not: what to count as output tokens
+        when it reports no usage."""
+        return "".join([*self._unrendered, *(piece for b in self.blocks for piece in b.pieces)])
 
     def _extend(self, kind: str, piece: str, events: list[JSONObject]) -> None:
         block = self._open

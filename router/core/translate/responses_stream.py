@@ -31,7 +31,6 @@ from router.errors import RouterError
 from router.types import JSONObject
 
 _DELTAS = {
-    TEXT: "response.output_text.delta",
     REFUSAL: "response.refusal.delta",
     REASONING: "response.reasoning_text.delta",
 }
@@ -85,7 +84,7 @@ class ResponsesStream(ChatStream):
         self._emit(events, {"type": "response.in_progress", "response": self._response()})
 
     def _opened(self, block: Block, events: list[JSONObject]) -> None:
-        identifier = item_id(self._response_id, block.kind, block.position)
+        identifier = block.ident = item_id(self._response_id, block.kind, block.position)
         kind = block.kind
         if kind == REASONING:
             item = reasoning_item(identifier, None, "in_progress")
@@ -101,31 +100,37 @@ class ResponsesStream(ChatStream):
             self._emit(events, {"type": "response.content_part.added", **where, "part": part})
 
     def _where(self, block: Block) -> JSONObject:
-        return {
-            "item_id": item_id(self._response_id, block.kind, block.position),
-            "output_index": block.position,
-            "content_index": 0,
-        }
+        return {"item_id": block.ident, "output_index": block.position, "content_index": 0}
 
     def _extended(self, block: Block, piece: str, events: list[JSONObject]) -> None:
-        if block.kind == TOOL:
+        kind = block.kind
+        if kind == TEXT:
             event: JSONObject = {
+                "type": "response.output_text.delta",
+                "item_id": block.ident,
+                "output_index": block.position,
+                "content_index": 0,
+                "delta": piece,
+                "logprobs": [],
+            }
+        elif kind == TOOL:
+            event = {
                 "type": "response.function_call_arguments.delta",
-                "item_id": item_id(self._response_id, block.kind, block.position),
+                "item_id": block.ident,
                 "output_index": block.position,
                 "delta": piece,
             }
         else:
-            event = {"type": _DELTAS[block.kind], **self._where(block), "delta": piece}
-            if block.kind == TEXT:
-                event["logprobs"] = []
-        self._emit(events, event)
+            event = {"type": _DELTAS[kind], **self._where(block), "delta": piece}
+        event["sequence_number"] = self._sequence
+        self._sequence += 1
+        events.append(event)
 
     def _closed(self, block: Block, complete: bool, events: list[JSONObject]) -> None:
         status = "completed"
         if not complete or (self._finished and outcome(self.finish_reason)[1] is not None):
             status = "incomplete"
-        identifier = item_id(self._response_id, block.kind, block.position)
+        identifier = block.ident
         text = block.text()
         if block.kind == TOOL:
             done: JSONObject = {

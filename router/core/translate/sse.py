@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+
 import orjson
 
 from router.types import JSONObject
 
 
+@functools.cache
+def _head(kind: str) -> bytes:
+    """`event: <type>` and the start of the data line; the types are a small fixed set."""
+    return b"event: %s\ndata: " % kind.encode()
+
+
 def encode_event(event: JSONObject) -> bytes:
     """`event: <type>` and `data: <json>`, as the openai and anthropic SDKs read them."""
-    return b"event: %s\ndata: %s\n\n" % (str(event["type"]).encode(), orjson.dumps(event))
+    return _head(event["type"]) + orjson.dumps(event) + b"\n\n"
 
 
 def encode_events(events: list[JSONObject]) -> bytes:
-    """Events that become ready together, as one write."""
-    return b"".join(encode_event(event) for event in events)
+    """Events that became ready together, as one write."""
+    parts: list[bytes] = []
+    for event in events:
+        parts += (_head(event["type"]), orjson.dumps(event), b"\n\n")
+    return b"".join(parts)
