@@ -191,6 +191,7 @@ def test_an_empty_stream_completes_with_no_output() -> None:
     events = machine.feed({"model": MODEL, "choices": []}) + machine.finish()
     assert _types(events) == ["response.created", "response.in_progress", "response.completed"]
     assert events[-1]["response"]["output"] == []
+    _check(events)
 
 
 def test_router_usage_is_used_only_when_the_upstream_reports_none() -> None:
@@ -198,7 +199,9 @@ def test_router_usage_is_used_only_when_the_upstream_reports_none() -> None:
     silent = _machine()
     for chunk in chunks(Reply(text=["Hi"], usage=None)):
         silent.feed(chunk)
-    assert silent.finish(usage=counted)[-1]["response"]["usage"]["total_tokens"] == 15
+    final = silent.finish(usage=counted)[-1]
+    assert final["response"]["usage"]["total_tokens"] == 15
+    openai_spec.assert_valid_event(final)
     reporting = _machine()
     for chunk in chunks(Reply(text=["Hi"])):
         reporting.feed(chunk)
@@ -219,6 +222,8 @@ def test_an_interleaved_tool_call_fragment_fails_the_stream() -> None:
     assert events[-1]["type"] == "response.failed"
     assert "earlier tool call" in events[-1]["response"]["error"]["message"]
     assert machine.finish() == []
+    for event in events:
+        openai_spec.assert_valid_event(event)
 
 
 def test_calls_without_index_or_id_still_assemble() -> None:
