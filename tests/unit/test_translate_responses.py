@@ -333,7 +333,10 @@ def test_hosted_tools_are_refused_for_a_chat_backend_never_dropped(tool: dict[st
             {"input": [_user({"type": "input_file", "file_url": "https://x.test/a.pdf"})]},
             "input[0].content[0].file_url",
         ),
-        ({"input": "Hi", "tool_choice": {"type": "web_search_preview"}}, "tool_choice"),
+        (
+            {"input": "Hi", "tools": [WEATHER], "tool_choice": {"type": "web_search_preview"}},
+            "tool_choice",
+        ),
     ],
 )
 def test_state_and_hosted_items_are_refused(request_body: dict[str, Any], param: str) -> None:

@@ -147,7 +147,9 @@ class ChatStream(ABC):
     also returns the start events. `finish(error=..., usage=...)` ends the stream: the stop
     events, or the failure events when the upstream stream was cut or failed. Both return []
     once the stream has finished, so start and stop happen exactly once. `usage` passed to
-    finish is the router's own count, used only if the upstream reported none.
+    finish is the router's own count, used only if the upstream reported none. To settle,
+    `usage` is what the upstream reported and `generated_text()` what to count without it: a
+    translated relay needs no other meter.
     """
 
     def __init__(self, model: str, *, reasoning: bool = True) -> None:
@@ -157,7 +159,7 @@ class ChatStream(ABC):
         self.blocks: list[Block] = []
         self.finish_reason: str | None = None
         self.stop_reason: Any = None
-        self.upstream_usage: Usage | None = None
+        self._usage: Usage | None = None
         self._open: Block | None = None
         self._calls: dict[int, Block] = {}
         self._unrendered: list[str] = []
@@ -176,7 +178,7 @@ class ChatStream(ABC):
             self._start(events)
         usage = chunk.get("usage")
         if usage:
-            self.upstream_usage = usage_from_chat(usage) or self.upstream_usage
+            self._usage = usage_from_chat(usage) or self._usage
         choices = chunk.get("choices")
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             return events
@@ -201,13 +203,13 @@ class ChatStream(ABC):
         if not self._started:
             self._started = True
             self._start(events)
-        self._end(events, error, self.upstream_usage or usage)
+        self._end(events, error, self._usage or usage)
         return events
 
     @property
     def usage(self) -> Usage | None:
         """What the upstream reported, once it has (a final chunk's `usage`)."""
-        return self.upstream_usage
+        return self._usage
 
     def _delta(self, delta: JSONObject, events: list[JSONObject]) -> None:
         """One chunk's delta, key by key: a delta usually carries one kind of output."""
@@ -266,7 +268,7 @@ class ChatStream(ABC):
                 "The backend streamed a fragment of an earlier tool call after a later one "
                 "began; the answer cannot be translated. Retry the request."
             )
-            self._end(events, failure, self.upstream_usage)
+            self._end(events, failure, self._usage)
             return False
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:

@@ -3,9 +3,11 @@
 Mapped: `instructions` (a system message first), `input` as a string or items (messages with
 text, image and file parts; function calls and their outputs), function tools and
 `tool_choice`, `text.format` (json_schema, json_object) as `response_format`,
-`max_output_tokens` as `max_tokens` (the name every OpenAI-compatible server reads),
-temperature, top_p, `parallel_tool_calls`, `reasoning.effort` as `reasoning_effort`, `user`,
-and `stream` (with usage on the final chunk, so a stream can be priced).
+`max_output_tokens` as `max_tokens` (the name every OpenAI-compatible server reads; the
+pipeline renames it per backend), temperature, top_p, `reasoning.effort` as
+`reasoning_effort`, `user`, and `stream` (with usage on the final chunk, so a stream can be
+priced). `tool_choice` and `parallel_tool_calls` go only with tools, as chat servers refuse
+them alone.
 
 The `developer` role becomes `system`, which every chat template knows. Reasoning items of
 earlier turns are left out: a chat backend cannot take a model's past reasoning back.
@@ -37,7 +39,7 @@ from router.core.translate.errors import (
 from router.types import JSONObject
 
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
-_PASSED = ("temperature", "top_p", "parallel_tool_calls", "user")
+_PASSED = ("temperature", "top_p", "user")
 _STATEFUL = ("background", "conversation", "prompt")
 _DETAILS = {"low": "low", "high": "high", "auto": "auto", "original": "high"}
 _NATIVE_ONLY = (
@@ -284,9 +286,11 @@ def responses_to_chat(body: JSONObject, history: Sequence[JSONObject] = ()) -> C
             translation.refusals.append(_unsupported(f"'{name}'", name))
     if body.get("tools"):
         chat["tools"] = translation.tools(body["tools"])
-    choice = translation.tool_choice(body.get("tool_choice"))
-    if choice is not None:
-        chat["tool_choice"] = choice
+        choice = translation.tool_choice(body.get("tool_choice"))
+        if choice is not None:
+            chat["tool_choice"] = choice
+        if body.get("parallel_tool_calls") is not None:
+            chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         chat["response_format"] = response_format
