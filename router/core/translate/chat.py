@@ -218,7 +218,11 @@ class ChatStream(ABC):
                 continue
             if key == "content":
                 if isinstance(value, str):
-                    self._extend(TEXT, value, events)
+                    block = self._open
+                    if block is None or block.kind != TEXT:
+                        block = self._begin(Block(TEXT, len(self.blocks)), events)
+                    block.pieces.append(value)
+                    self._extended(block, value, events)
             elif key == "tool_calls":
                 if isinstance(value, list):
                     for fragment in value:

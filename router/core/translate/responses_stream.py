@@ -103,28 +103,34 @@ class ResponsesStream(ChatStream):
         return {"item_id": block.ident, "output_index": block.position, "content_index": 0}
 
     def _extended(self, block: Block, piece: str, events: list[JSONObject]) -> None:
-        kind = block.kind
-        if kind == TEXT:
-            event: JSONObject = {
-                "type": "response.output_text.delta",
-                "item_id": block.ident,
-                "output_index": block.position,
-                "content_index": 0,
-                "delta": piece,
-                "logprobs": [],
-            }
-        elif kind == TOOL:
-            event = {
-                "type": "response.function_call_arguments.delta",
-                "item_id": block.ident,
-                "output_index": block.position,
-                "delta": piece,
-            }
-        else:
-            event = {"type": _DELTAS[kind], **self._where(block), "delta": piece}
-        event["sequence_number"] = self._sequence
+        kind, sequence = block.kind, self._sequence
         self._sequence += 1
-        events.append(event)
+        if kind == TEXT:
+            events.append(
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": block.ident,
+                    "output_index": block.position,
+                    "content_index": 0,
+                    "delta": piece,
+                    "logprobs": [],
+                    "sequence_number": sequence,
+                }
+            )
+        elif kind == TOOL:
+            events.append(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "item_id": block.ident,
+                    "output_index": block.position,
+                    "delta": piece,
+                    "sequence_number": sequence,
+                }
+            )
+        else:
+            where = self._where(block)
+            event = {"type": _DELTAS[kind], **where, "delta": piece, "sequence_number": sequence}
+            events.append(event)
 
     def _closed(self, block: Block, complete: bool, events: list[JSONObject]) -> None:
         status = "completed"

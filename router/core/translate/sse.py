@@ -22,6 +22,8 @@ def encode_event(event: JSONObject) -> bytes:
 
 def encode_events(events: list[JSONObject]) -> bytes:
     """Events that became ready together, as one write."""
+    if len(events) == 1:
+        return encode_event(events[0])
     parts: list[bytes] = []
     for event in events:
         parts += (_head(event["type"]), orjson.dumps(event), b"\n\n")
