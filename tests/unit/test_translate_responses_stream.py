@@ -174,6 +174,7 @@ def test_a_cut_stream_fails_once_and_closes_what_it_opened() -> None:
     assert failed["output"][0]["content"][0]["text"] == "Half"
     for event in events:
         openai_spec.assert_valid_event(event)
+    assert machine.finished and machine.error is error
     assert machine.finish() == [] and machine.finish(error=error) == []
     assert machine.feed(stream[2]) == []
 
@@ -221,6 +222,7 @@ def test_an_interleaved_tool_call_fragment_fails_the_stream() -> None:
         events += machine.feed({"choices": [{"index": 0, "delta": {"tool_calls": [fragment]}}]})
     assert events[-1]["type"] == "response.failed"
     assert "earlier tool call" in events[-1]["response"]["error"]["message"]
+    assert machine.finished and isinstance(machine.error, UpstreamFailed)
     assert machine.finish() == []
     for event in events:
         openai_spec.assert_valid_event(event)

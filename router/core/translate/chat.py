@@ -165,6 +165,8 @@ class ChatStream(ABC):
         self._unrendered: list[str] = []
         self._started = False
         self._finished = False
+        self.error: RouterError | None = None
+        """Why the stream failed, once it has: the error given to finish, or feed's own."""
 
     def feed(self, chunk: Any) -> list[JSONObject]:
         if self._finished or not isinstance(chunk, dict):
@@ -205,6 +207,12 @@ class ChatStream(ABC):
             self._start(events)
         self._end(events, error, self._usage or usage)
         return events
+
+    @property
+    def finished(self) -> bool:
+        """True once the stop (or failure) events are out; `feed` can end a stream itself
+        when the upstream's chunks cannot be translated, with the reason in `error`."""
+        return self._finished
 
     @property
     def usage(self) -> Usage | None:
@@ -300,6 +308,7 @@ class ChatStream(ABC):
         self, events: list[JSONObject], error: RouterError | None, usage: Usage | None
     ) -> None:
         self._finished = True
+        self.error = error
         if self._open is not None:
             self._closed(self._open, error is None, events)
             self._open = None
