@@ -211,3 +211,5 @@ class Usage:
     cached_tokens: int = 0
     counted: bool = False
     """True when the upstream reported no usage and the router counted tokens itself."""
+    reasoning_tokens: int = 0
+    """Part of completion_tokens (priced as output), kept apart for the ledger."""
