@@ -36,13 +36,12 @@ def children(pid: int) -> list[int]:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its parent to reap it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text(errors="replace")
+    except FileNotFoundError:
         return False
-    return Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(
-        f"/proc/{pid}/status"
-    ).read_text(errors="replace")
+    return "State:\tZ" not in status
 
 
 def clean_env(**extra: str) -> dict[str, str]:
