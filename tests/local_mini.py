@@ -1,8 +1,8 @@
-"""Run the real local Mini (llama.cpp's server over Gemma 3 270M, CPU only) for tests, and
+"""Run the real local Mini (llama.cpp's server over SmolLM2-135M-Instruct, CPU only) for tests, and
 put a real router in front of it.
 
 The Mini is started through `router.mini`, the same code `router mini serve` runs, so these
-helpers also exercise it. Keep `max_tokens` small: 2 cores make ~35 tokens/s.
+helpers also exercise it. Keep `max_tokens` small: 2 shared cores make ~25 tokens/s.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Redis is ready, a Redis that forgets budgets on restart, a missing GPU reservati
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shlex
@@ -16,13 +17,15 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
+from check_jsonschema.builtin_schemas import get_builtin_schema
+
+from tests.shared_files import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-# The shared checkout sits beside the repo (/work/main + /work/shared, same in CI).
-SCHEMA_FILE = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+SHARED_SCHEMA = "schemas/compose-spec.json"
 
 ROUTER_ENV = {
     "ROUTER_API_KEY",
@@ -86,17 +89,57 @@ def _healthcheck_text(service: dict[str, Any]) -> str:
     return test if isinstance(test, str) else " ".join(str(t) for t in test)
 
 
-def test_compose_validates_against_compose_spec(compose: dict[str, Any]) -> None:
-    # Deliberately no skip: a missing schema means the check silently stopped happening.
-    assert SCHEMA_FILE.is_file(), f"compose schema not found at {SCHEMA_FILE}"
-    schema = json.loads(SCHEMA_FILE.read_text())
-    # The schema says draft-07 but with a $schema URI jsonschema does not recognise.
-    jsonschema.Draft7Validator.check_schema(schema)
-    validator = jsonschema.Draft7Validator(schema)
-    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.path))
-    assert not errors, "\n".join(
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
-    )
+def _schema_errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
+    """Every violation, path first, under the draft the schema declares (older copies of
+    the spec name draft-07 by a `$schema` URI jsonschema does not recognise: draft-07)."""
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    validator.check_schema(schema)
+    errors = validator(schema).iter_errors(document)
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(errors, key=lambda e: list(e.absolute_path))
+    ]
+
+
+@pytest.fixture(scope="module")
+def compose_spec() -> dict[str, Any]:
+    """The Compose Specification schema as check-jsonschema vendors it (its
+    `--builtin-schema vendor.compose-spec`), so a plain clone validates too."""
+    schema = get_builtin_schema("vendor.compose-spec")
+    assert "services" in schema["properties"]
+    return schema
+
+
+def test_compose_validates_against_compose_spec(
+    compose: dict[str, Any], compose_spec: dict[str, Any]
+) -> None:
+    errors = _schema_errors(compose_spec, compose)
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "where"),
+    [
+        (lambda c: c.__setitem__("servics", {}), "<root>"),
+        (lambda c: c["services"]["redis"].__setitem__("ports", "6379:6379"), "services/redis"),
+        (lambda c: c["services"]["router"].__setitem__("depends_on", 5), "services/router"),
+    ],
+    ids=["unknown-top-level-key", "ports-not-a-list", "depends-on-not-a-list-or-map"],
+)
+def test_the_vendored_schema_catches_a_broken_compose_file(
+    compose: dict[str, Any], compose_spec: dict[str, Any], breakage: Any, where: str
+) -> None:
+    broken = copy.deepcopy(compose)
+    breakage(broken)
+    errors = _schema_errors(compose_spec, broken)
+    assert any(error.startswith(where) for error in errors), errors
+
+
+def test_compose_validates_against_the_pinned_shared_schema(compose: dict[str, Any]) -> None:
+    """The same check against the schema the team pinned beside the repository."""
+    schema = json.loads(shared_file(SHARED_SCHEMA).read_text())
+    errors = _schema_errors(schema, compose)
+    assert not errors, "\n".join(errors)
 
 
 def test_expected_services(services: dict[str, dict[str, Any]]) -> None:

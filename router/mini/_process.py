@@ -36,6 +36,10 @@ SERVER_MODULES = (
 
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.1
+STOP_GRACE_S = 3.0
+"""How long a stopped server may take to exit before it is killed. An idle one exits in
+about a second; a busy one waits for its running generation, which nothing interrupts
+(minutes for a long answer), and holds nothing worth waiting for."""
 
 
 def require_server() -> None:
@@ -58,7 +62,7 @@ class MiniSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     alias: str = DEFAULT_ALIAS
-    chat_format: str = DEFAULT_CHAT_FORMAT
+    chat_format: str | None = DEFAULT_CHAT_FORMAT
     ctx: int = 8192
     threads: int | None = None
     verbose: bool = False
@@ -84,8 +88,6 @@ class MiniSettings:
             str(self.model_path),
             "--model_alias",
             self.alias,
-            "--chat_format",
-            self.chat_format,
             "--n_ctx",
             str(self.ctx),
             "--host",
@@ -99,6 +101,8 @@ class MiniSettings:
             "--verbose",
             "true" if self.verbose else "false",
         ]
+        if self.chat_format is not None:
+            command += ["--chat_format", self.chat_format]
         if self.threads is not None:
             command += ["--n_threads", str(self.threads)]
         return command
@@ -124,7 +128,8 @@ def _port_in_use(host: str, port: int) -> bool:
 class LocalMini:
     """One llama.cpp server process: start it, wait until it serves, stop it.
 
-    Its output goes to `output`, or to our stderr so our stdout carries only what we print.
+    Its output goes to `output`, else to the file `log_path` (written afresh), else to our
+    stderr, so our stdout carries only what we print.
     """
 
     def __init__(
@@ -140,10 +145,15 @@ class LocalMini:
         self._log_path = log_path
         self._python = python
         self._proc: subprocess.Popen[bytes] | None = None
+        self._own_log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return self.settings.base_url
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
 
     @property
     def pid(self) -> int | None:
@@ -166,11 +176,14 @@ class LocalMini:
                 f"Port {settings.port} on {settings.host} is already in use: stop "
                 "what listens there, or pick another port with --port."
             )
+        output = self._output
+        if output is None and self._log_path is not None:
+            output = self._own_log = self._log_path.open("wb")
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and flags
             settings.command(self._python),
             stdin=subprocess.DEVNULL,
-            stdout=self._output if self._output is not None else sys.stderr,
-            stderr=subprocess.STDOUT if self._output is not None else None,
+            stdout=output if output is not None else sys.stderr,
+            stderr=subprocess.STDOUT if output is not None else None,
             start_new_session=True,
             preexec_fn=_die_with_parent,  # prctl only; safe before exec
         )
@@ -233,7 +246,7 @@ class LocalMini:
             self._proc.kill()
             self._proc.wait()
 
-    def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 10.0) -> int | None:
+    def stop(self, signum: int = signal.SIGTERM, timeout_s: float = STOP_GRACE_S) -> int | None:
         """Forward `signum`, wait for a clean exit, and kill the process if it lingers."""
         if self._proc is None:
             return None
@@ -244,6 +257,9 @@ class LocalMini:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._own_log is not None:
+            self._own_log.close()
+            self._own_log = None
         return self._proc.returncode
 
     def __enter__(self) -> Self:

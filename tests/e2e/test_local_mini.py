@@ -1,4 +1,4 @@
-"""The router in front of a real self-hosted Mini: llama.cpp's server over Gemma 3 270M on
+"""The router in front of a real self-hosted Mini: llama.cpp's server over SmolLM2-135M-Instruct on
 CPU, started like `router mini serve` does, with a fake provider as the full backend.
 
 Runs wherever the local-mini extra is installed (CI installs it). Answers are kept to a few
@@ -72,6 +72,21 @@ def sdk(base_url: str, key: str = CLIENT_KEY) -> openai.OpenAI:
 
 def test_the_real_mini_lists_its_alias(mini: LocalMini) -> None:
     assert [m.id for m in sdk(mini.base_url).models.list().data] == [mini.settings.alias]
+
+
+def test_the_real_mini_answers_a_factual_question_and_stops_by_itself(mini: LocalMini) -> None:
+    """An instruction-tuned model with its own chat template: the answer, then its end-of-turn
+    token, far below any bound (a base model echoes the prompt until max_tokens)."""
+    completion = sdk(mini.base_url).chat.completions.create(
+        model=mini.settings.alias,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=256,
+    )
+    answer = completion.choices[0].message.content or ""
+    assert "paris" in answer.lower(), answer
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens < 64
 
 
 def test_non_streaming_through_the_router_is_charged_from_reported_usage(
