@@ -22,6 +22,8 @@ from router.runtime import Runtime
 from router.server import chat, probes
 from router.server.admin import router as admin_router
 from router.server.backends_admin import router as backends_admin_router
+from router.server.pipeline.door import FrontDoor
+from router.server.pipeline.serve import serve
 from router.server.policy_routes import router as policy_router
 from router.server.request_id import request_id_of
 
@@ -147,7 +149,7 @@ def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
 
 
 class HotPath:
-    """ASGI front door: `POST /v1/chat/completions` goes straight to its handler, skipping
+    """ASGI entry: `POST /v1/chat/completions` goes straight to the pipeline, skipping
     FastAPI's middleware and dependency machinery (a measured ~10% of the router's CPU per
     request); everything else, lifespan included, is FastAPI's. Errors render the same way
     on both paths. Oversized headers are refused here for every route; a head that is still
@@ -156,9 +158,9 @@ class HotPath:
     def __init__(self, app: FastAPI, max_header_bytes: int) -> None:
         self.app = app
         self._max_header_bytes = max_header_bytes
-        self._routes = {
-            ("POST", "/v1/chat/completions"): chat.chat_completions,
-            ("POST", "/chat/completions"): chat.chat_completions,
+        self._doors: dict[tuple[str, str], FrontDoor] = {
+            ("POST", "/v1/chat/completions"): chat.CHAT,
+            ("POST", "/chat/completions"): chat.CHAT,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,13 +178,13 @@ class HotPath:
             too_big.status = 431
             await _error_response(request, too_big)(scope, receive, send)
             return
-        handler = self._routes.get((scope["method"], scope["path"]))
-        if handler is None:
+        door = self._doors.get((scope["method"], scope["path"]))
+        if door is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
         try:
-            response = await handler(request)
+            response = await serve(request, door)
         except RouterError as error:
             response = _error_response(request, error)
         except Exception as error:  # noqa: BLE001 - logged, answered in OpenAI's shape
