@@ -10,7 +10,7 @@ from starlette.requests import Request
 from router.core.explain import trace
 from router.errors import InvalidRequest
 from router.runtime import Runtime
-from router.server.admin import require_admin
+from router.server.admin_auth import require_admin
 from router.server.body import read_json_body
 from router.server.chat import CHAT
 from router.server.pipeline.authenticate import authenticate
