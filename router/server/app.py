@@ -30,15 +30,17 @@ from router.server.request_id import request_id_of
 log = logging.getLogger("router.server")
 
 
-def _error_response(request: Request, error: RouterError) -> Response:
+def _error_response(
+    request: Request, error: RouterError, door: FrontDoor | None = None
+) -> Response:
+    """The error in the shape of the API it answers (OpenAI's unless a front door says)."""
     request_id = request_id_of(request)
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is not None:
         runtime.observer.rejected(request_id, request.url.path, error)
     headers = {"x-request-id": request_id, **error.headers()}
-    return Response(
-        error.body(), status_code=error.status, media_type="application/json", headers=headers
-    )
+    body = error.body() if door is None else door.error_body(error)
+    return Response(body, status_code=error.status, media_type="application/json", headers=headers)
 
 
 async def _router_error(request: Request, exc: Exception) -> Response:
@@ -70,14 +72,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, error)
 
 
-async def _unexpected_error(request: Request, exc: BaseException) -> Response:
+async def _unexpected_error(
+    request: Request, exc: BaseException, door: FrontDoor | None = None
+) -> Response:
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
     error = RouterError(
         "The router hit an internal error. Retry; if it persists, report the "
         "x-request-id to the operator.",
         code="internal_error",
     )
-    return _error_response(request, error)
+    return _error_response(request, error, door)
 
 
 _CHAT_BODY = {
@@ -186,9 +190,9 @@ class HotPath:
         try:
             response = await serve(request, door)
         except RouterError as error:
-            response = _error_response(request, error)
-        except Exception as error:  # noqa: BLE001 - logged, answered in OpenAI's shape
-            response = await _unexpected_error(request, error)
+            response = _error_response(request, error, door)
+        except Exception as error:  # noqa: BLE001 - logged, answered in the door's shape
+            response = await _unexpected_error(request, error, door)
         await response(scope, receive, send)
 
 

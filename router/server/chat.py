@@ -16,6 +16,7 @@ from router.config import BackendConfig
 from router.core.inspect import inspect
 from router.core.model import Features
 from router.core.tokens import TokenCounter
+from router.errors import RouterError
 from router.server.pipeline.serve import serve
 from router.types import JSONObject
 
@@ -55,6 +56,9 @@ class ChatCompletions:
 
     def answer(self, completion: Completion, headers: dict[str, str]) -> Response:
         return Response(completion.body, media_type=_JSON, headers=headers)
+
+    def error_body(self, error: RouterError) -> bytes:
+        return error.body()
 
 
 CHAT = ChatCompletions()

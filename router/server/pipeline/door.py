@@ -1,8 +1,8 @@
 """A front door: the one part of the request path that knows an API's shape.
 
 It reads the model the client named and turns its request body into Features, renders the
-body each candidate backend is sent, and renders the answer. Everything between (the steps in
-`serve`) is shared by every API the router speaks and knows none of them.
+body each candidate backend is sent, and renders the answer and the errors. Everything
+between (the steps in `serve`) is shared by every API the router speaks and knows none.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from router.backends.base import Completion
 from router.config import BackendConfig
 from router.core.model import Features
 from router.core.tokens import TokenCounter
+from router.errors import RouterError
 from router.types import JSONObject
 
 
@@ -37,3 +38,6 @@ class FrontDoor(Protocol):
 
     def answer(self, completion: Completion, headers: dict[str, str]) -> Response:
         """The response to a whole (not streamed) answer."""
+
+    def error_body(self, error: RouterError) -> bytes:
+        """The error as this API's clients expect it; the status is the error's own."""
