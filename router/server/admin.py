@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from router.server.admin_auth import require_admin
-from router.server.admin_bodies import CreateKey, PriceIn, TeamBudgetsIn, parse_time
-from router.services.budgets import TeamBudgets
+from router.server.admin_bodies import CreateKey, PriceIn, TeamBudgets, parse_time
+from router.services.budgets import TeamBudgetAdmin
 from router.services.guard import stored
 from router.services.keys import KeyAdmin
 from router.services.prices import PriceAdmin
@@ -51,9 +51,9 @@ def _keys(request: Request) -> KeyAdmin:
     return KeyAdmin(runtime.store, runtime.keys)
 
 
-def _teams(request: Request) -> TeamBudgets:
+def _teams(request: Request) -> TeamBudgetAdmin:
     runtime = _runtime(request)
-    return TeamBudgets(runtime.store, runtime.accountant)
+    return TeamBudgetAdmin(runtime.store, runtime.accountant)
 
 
 def _prices(request: Request) -> PriceAdmin:
@@ -62,7 +62,7 @@ def _prices(request: Request) -> PriceAdmin:
 
 
 Keys = Annotated[KeyAdmin, Depends(_keys)]
-Teams = Annotated[TeamBudgets, Depends(_teams)]
+Teams = Annotated[TeamBudgetAdmin, Depends(_teams)]
 Prices = Annotated[PriceAdmin, Depends(_prices)]
 
 
@@ -105,7 +105,7 @@ async def rotate_key(key_id: str, keys: Keys) -> dict[str, Any]:
 
 
 @router.put("/teams/{team}/budgets")
-async def set_team_budgets(team: str, body: TeamBudgetsIn, teams: Teams) -> dict[str, Any]:
+async def set_team_budgets(team: str, body: TeamBudgets, teams: Teams) -> dict[str, Any]:
     status = await teams.replace(team, [b.terms() for b in body.budgets])
     return {"team": team, "budgets": [status_view(s) for s in status]}
 

@@ -48,7 +48,7 @@ class CreateKey(_Body):
     limits: LimitsIn = LimitsIn()
 
 
-class TeamBudgetsIn(_Body):
+class TeamBudgets(_Body):
     budgets: list[BudgetIn] = Field(max_length=16)
 
 

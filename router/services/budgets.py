@@ -28,7 +28,7 @@ class BudgetTerms:
             raise InvalidRequest(f"Invalid budget: {exc}.", param="budgets") from exc
 
 
-class TeamBudgets:
+class TeamBudgetAdmin:
     """Set and read a team's budgets. A change reaches this replica's admissions at once and
     the other replicas' within the accountant's team-budget TTL."""
 
