@@ -157,3 +157,20 @@ class UpstreamRejected(RouterError):
         self.status = status
         if error_type:
             self.error_type = error_type
+
+
+_REFUSALS: dict[int, type[RouterError]] = {
+    400: InvalidRequest,
+    403: PermissionDenied,
+    404: NotFound,
+    413: PayloadTooLarge,
+    429: BudgetExceeded,
+}
+
+
+def refusal(status: int, code: str, message: str) -> RouterError:
+    """The client error for a refusal the routing policy or the plan decided (a rejection
+    rule, no capable backend, a backend with no API key), with the status it chose."""
+    error = _REFUSALS.get(status, NoBackendAvailable)(message, code=code)
+    error.status = status
+    return error

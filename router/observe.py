@@ -16,7 +16,7 @@ from router.logs import info_line
 from router.metrics import Metrics
 
 if TYPE_CHECKING:
-    from router.server.chat import Routed
+    from router.server.pipeline.routed import Routed
 
 log = logging.getLogger("router.request")
 

@@ -1,14 +1,13 @@
 """Everything one router process holds, built once at start-up and passed explicitly.
 
-The request pipeline asks the runtime for each step; the runtime delegates to the layer that
-owns it (pure core, accounting, backends) and keeps the per-process bits: the background
-settlements of finished streams, and the in-memory snapshot the policy engine reads.
+The request pipeline (router/server/pipeline) reads what it needs from here; the runtime
+itself does no per-request work. It owns the process's lifetime: start-up, the background
+settlements of finished streams, and an orderly shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Coroutine, Mapping
@@ -17,41 +16,20 @@ from router.accounting import Accountant
 from router.backends.base import Backend
 from router.backends.factory import build_backends
 from router.config import RouterConfig
-from router.core.inspect import inspect
-from router.core.model import Decision, Features, Price, Principal, Snapshot
+from router.core.plan import Planner
 from router.core.tokens import TokenCounter
 from router.dispatch import Dispatcher
-from router.errors import (
-    BudgetExceeded,
-    InvalidRequest,
-    NoBackendAvailable,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    RouterError,
-)
 from router.keys import KeyResolver
 from router.metrics import Metrics
 from router.observe import Observer
 from router.policy_runtime import PolicyHolder
 from router.pricing import PriceBook
-from router.store.base import KeyRecord, Store, StoreError
+from router.store.base import Store, StoreError
 from router.store.factory import open_store
 from router.supply.factory import build_supply
 from router.supply.manager import SupplyManager
 
 log = logging.getLogger("router.runtime")
-
-_REJECTIONS: dict[int, type[RouterError]] = {
-    400: InvalidRequest,
-    403: PermissionDenied,
-    404: NotFound,
-    413: PayloadTooLarge,
-    429: BudgetExceeded,
-}
-_TOKENIZE_ABOVE = 4096
-"""Prompts whose byte bound exceeds this are tokenized before admission, so a long prompt
-reserves what it will cost, not the 4-5x looser byte bound."""
 
 
 class Runtime:
@@ -82,12 +60,15 @@ class Runtime:
         self.observer = Observer(metrics, log_prompts=config.server.log_prompts)
         self.dispatcher = Dispatcher(backends, supply)
         self.aliases = frozenset(config.aliases)
-        self.unconfigured = frozenset(
+        unconfigured = sorted(
             name
             for name, backend in config.backends.items()
             if backend.requires_api_key and backend.api_key is None
         )
-        for name in sorted(self.unconfigured):
+        self.planner = Planner(
+            config.capabilities(), unconfigured, config_source=str(config.source)
+        )
+        for name in unconfigured:
             log.warning(
                 "backend %r has no API key: requests only it can serve will be "
                 "refused until backends.%s.api_key is set",
@@ -150,95 +131,6 @@ class Runtime:
         except StoreError as error:
             return [f"store unreachable: {error}"]
         return []
-
-    def inspect(self, body: dict[str, object], headers: Mapping[str, str]) -> Features:
-        return inspect(body, headers, self.tokens)
-
-    def snapshot(self, key: KeyRecord, *, with_prices: bool = False) -> Snapshot:
-        """State the engine decides on, from memory. Rules never read prices, so the hot
-        path skips them; explain asks for them to show each candidate's worst-case cost."""
-        key_budget, team_budget = self.accountant.budget_left(key)
-        prices: dict[str, Price] = {}
-        if with_prices:
-            in_force = self.prices.current()
-            prices = {
-                name: in_force[backend.price_key]
-                for name, backend in self.config.backends.items()
-                if backend.price_key in in_force
-            }
-        return Snapshot(
-            supply=self.supply.snapshot(),
-            prices=prices,
-            key_budget=key_budget,
-            team_budget=team_budget,
-        )
-
-    def decide(self, features: Features, key: KeyRecord, pinned: str | None) -> Decision:
-        principal = Principal(key_id=key.key_id, team=key.team, tags=key.tags, name=key.name)
-        return self.policy.engine.decide(features, principal, self.snapshot(key), pinned)
-
-    def configured(self, features: Features, decision: Decision) -> Decision:
-        """The decision without backends that have no API key; if none is left, a 503 that
-        tells the operator what to set (before anything is reserved or sent)."""
-        missing = [name for name in decision.candidates if name in self.unconfigured]
-        if not missing:
-            return decision
-        ready = tuple(name for name in decision.candidates if name not in self.unconfigured)
-        if ready:
-            return dataclasses.replace(
-                decision,
-                candidates=ready,
-                dropped={**decision.dropped, **dict.fromkeys(missing, "no API key")},
-            )
-        checks = self.policy.engine.checks
-        unfit = [
-            f"{name}: {gap.detail}"
-            for name in self.config.backends
-            if name not in missing
-            and (gap := checks[name](features, decision.max_tokens_cap)) is not None
-        ]
-        names = " or ".join(missing)
-        fields = ", ".join(f"backends.{name}.api_key" for name in missing)
-        raise NoBackendAvailable(
-            f"Only the {names} backend can serve this request"
-            + (f" ({'; '.join(unfit)})" if unfit else "")
-            + f", and it has no API key configured. Set {fields} in {self.config.source} "
-            "(the shipped configs read FULL_API_KEY) and restart the router.",
-            code="backend_not_configured",
-        )
-
-    def rejection_error(self, decision: Decision) -> RouterError:
-        rejection = decision.rejection
-        assert rejection is not None
-        error_class = _REJECTIONS.get(rejection.status, NoBackendAvailable)
-        error: RouterError = error_class(rejection.message, code=rejection.code)
-        error.status = rejection.status
-        return error
-
-    def output_limit(self, features: Features, decision: Decision, backend: str) -> int:
-        """The most output `backend` may produce for this request: the client's ask, under
-        the policy's cap and the backend's own ceiling."""
-        limit = self.config.backends[backend].capabilities.max_output_tokens
-        if features.max_output_tokens is not None:
-            limit = min(limit, features.max_output_tokens)
-        if decision.max_tokens_cap is not None:
-            limit = min(limit, decision.max_tokens_cap)
-        return limit
-
-    def max_output_tokens(self, features: Features, decision: Decision) -> int:
-        """The most output any candidate may produce: what admission reserves for."""
-        return max(
-            (self.output_limit(features, decision, name) for name in decision.candidates), default=0
-        )
-
-    @staticmethod
-    def reserve_tokens(features: Features) -> int:
-        """Prompt tokens admission reserves for."""
-        prompt = features.prompt
-        return prompt.exact() if prompt.upper > _TOKENIZE_ABOVE else prompt.worst_case()
-
-    def count_tokens(self, text: str) -> int:
-        return self.tokens.count_text(text) if text else 0
 
     def spawn(self, work: Coroutine[None, None, None]) -> None:
         """Run work that must finish even if the request that started it is cancelled

@@ -1,4 +1,9 @@
-"""Split a byte stream into whole server-sent events, however the network chunked it."""
+"""Split a byte stream into whole server-sent events, however the network chunked it.
+
+Lines may end in LF, CRLF or a lone CR (the SSE spec allows all three); events come out with
+LF line ends only. A CRLF that a read splits in two (`\\r` at the end of one chunk, `\\n` at
+the start of the next) is one line end, not two.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,21 @@ _SEPARATOR = b"\n\n"
 class SSEFramer:
     """Feed raw chunks, get back complete events (each ending with a blank line)."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_after_cr", "_buffer")
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._after_cr = False
+        """The last chunk ended in CR: an LF that opens the next one belongs to it."""
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if self._after_cr and chunk:
+            self._after_cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
         if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n")
+            self._after_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         data = self._buffer + chunk if self._buffer else chunk
         events: list[bytes] = []
         start = 0

@@ -2,7 +2,8 @@
 
 Every command talks to a running router's /admin API (--url, admin key from --admin-key or
 ROUTER_ADMIN_KEY) with the standard library only, and prints the JSON it gets back.
-`reconcile --store-url` instead works on the store directly, for when no router is up.
+`reconcile --store-url` instead runs the admin API's own reconcile service on the store
+directly, for when no router is up, and prints the same JSON.
 """
 
 from __future__ import annotations
@@ -156,41 +157,28 @@ def _ledger_export(args: argparse.Namespace) -> int:
 
 
 async def _reconcile_store(url: str, key_prefix: str, older_than_s: float) -> dict[str, Any]:
+    from router.services.reconcile import reconcile
+    from router.services.views import reconciled_view
     from router.store.factory import open_store
 
     store = open_store(url, key_prefix=key_prefix, timeout_s=5.0)
     try:
-        entries = []
-        for request_id, team, _ in await store.stale_reservations(older_than_s):
-            entry = await store.reconcile(request_id, team)
-            if entry is not None:
-                entries.append(
-                    {
-                        "request_id": entry.request_id,
-                        "team": entry.team,
-                        "key_id": entry.key_id,
-                        "cost_micros": entry.cost,
-                    }
-                )
-        return {
-            "reconciled": entries,
-            "count": len(entries),
-            "charged_micros": sum(e["cost_micros"] for e in entries),
-        }
+        return reconciled_view(await reconcile(store, older_than_s))
     finally:
         await store.close()
 
 
 def _reconcile(args: argparse.Namespace) -> int:
     if args.store_url:
-        from router.store.base import StoreError
+        from router.errors import RouterError
 
         try:
             return _print(
                 asyncio.run(_reconcile_store(args.store_url, args.key_prefix, args.older_than_s))
             )
-        except StoreError as exc:
-            raise CommandError(str(exc)) from exc
+        except RouterError as exc:
+            cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+            raise CommandError(exc.message + cause) from exc
     return _print(
         _call(args, "POST", "/admin/reconcile", query={"older_than_s": args.older_than_s})
     )

@@ -1,6 +1,8 @@
 """`router policy check` and `router policy explain`: validate a policy, or show how it would
 route one request. Both work offline: the config supplies backend capabilities, nothing is
-called over the network.
+called over the network. Explain decides and plans as the router does, except that it does
+not know which API keys the running router was given, so it never refuses a backend for
+lack of one (POST /v1/route/explain on the router does).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from router.core.model import (
     Snapshot,
     SupplyState,
 )
+from router.core.plan import Planner
 from router.core.problems import PolicyError
 from router.core.tokens import TokenCounter
 from router.errors import InvalidRequest
@@ -207,7 +210,7 @@ def run_explain(args: argparse.Namespace) -> int:
     except InvalidRequest as error:
         print(f"{args.request}: {error.message}", file=sys.stderr)
         return 1
-    decision = engine.decide(features, principal, snapshot, pinned)
-    data = trace(engine, features, principal, snapshot, decision, pinned=pinned)
+    plan = Planner(backends).route(engine, features, principal, snapshot, pinned)
+    data = trace(engine, features, principal, snapshot, plan, pinned=pinned)
     print(json.dumps(data, indent=2) if args.json else render(data), end="\n" if args.json else "")
     return 0

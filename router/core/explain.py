@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from router.core.capability import output_tokens
 from router.core.cost import worst_case_cost
 from router.core.engine import CompiledRule, Engine
 from router.core.model import Decision, Features, Price, Principal, Snapshot
+from router.core.plan import Plan
 from router.types import MICROS_PER_USD
 
 
@@ -83,19 +83,13 @@ def _rules(
     return entries
 
 
-def _candidates(
-    engine: Engine, features: Features, decision: Decision, prices: Mapping[str, Price]
-) -> list[dict[str, Any]]:
-    prompt = features.prompt.worst_case()
-    out = output_tokens(features, decision.max_tokens_cap)
+def _candidates(plan: Plan, prices: Mapping[str, Price]) -> list[dict[str, Any]]:
     entries = []
-    for name in decision.candidates:
-        caps = engine.capabilities[name]
-        output = caps.max_output_tokens if out is None else min(out, caps.max_output_tokens)
+    for name, output in zip(plan.decision.candidates, plan.output_tokens, strict=True):
         entry: dict[str, Any] = {"backend": name, "output_tokens": output}
         price = prices.get(name)
         if price is not None:
-            micros = worst_case_cost(price, prompt, output)
+            micros = worst_case_cost(price, plan.prompt_tokens, output)
             entry.update(
                 worst_case_micros=micros,
                 worst_case_usd=micros / MICROS_PER_USD,
@@ -110,14 +104,17 @@ def trace(
     features: Features,
     principal: Principal,
     snapshot: Snapshot,
-    decision: Decision,
+    plan: Plan,
     *,
     pinned: str | None = None,
     prices: Mapping[str, Price] | None = None,
     exact: bool = True,
 ) -> dict[str, Any]:
-    """Everything that went into `decision`; costs use `prices` (default: the snapshot's),
-    keyed by backend name, for the prompt's worst case and the output the backend may write."""
+    """Everything that went into `plan`: the rules, the decision, what each candidate would be
+    sent and could cost at `prices` (default: the snapshot's, keyed by backend name), and what
+    admission would reserve. Plan first, then trace: tracing may tokenize the prompt, which
+    would change what the plan reserves."""
+    decision = plan.decision
     rejection = decision.rejection
     return {
         "features": _features(features, exact),
@@ -132,9 +129,11 @@ def trace(
             if rejection is None
             else {"status": rejection.status, "code": rejection.code, "message": rejection.message},
         },
-        "candidates": _candidates(
-            engine, features, decision, snapshot.prices if prices is None else prices
-        ),
+        "candidates": _candidates(plan, snapshot.prices if prices is None else prices),
+        "reserve": {
+            "prompt_tokens": plan.prompt_tokens,
+            "max_output_tokens": plan.max_output_tokens,
+        },
         "dropped": dict(decision.dropped),
     }
 
@@ -209,6 +208,12 @@ def render(data: Mapping[str, Any]) -> str:
             cost = f"${entry['worst_case_usd']:.6f}" if "worst_case_usd" in entry else "no price"
             rows.append([str(position), entry["backend"], str(entry["output_tokens"]), cost])
         lines += _table(rows)
+    if data["candidates"]:
+        reserve = data["reserve"]
+        lines.append(
+            f"  reserves {reserve['prompt_tokens']} prompt + "
+            f"{reserve['max_output_tokens']} output tokens"
+        )
     if decision["max_tokens_cap"] is not None:
         lines.append(f"  max_tokens capped at {decision['max_tokens_cap']}")
     for name, why in data["dropped"].items():

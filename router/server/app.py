@@ -22,21 +22,25 @@ from router.runtime import Runtime
 from router.server import chat, probes
 from router.server.admin import router as admin_router
 from router.server.backends_admin import router as backends_admin_router
+from router.server.pipeline.door import FrontDoor
+from router.server.pipeline.serve import serve
 from router.server.policy_routes import router as policy_router
 from router.server.request_id import request_id_of
 
 log = logging.getLogger("router.server")
 
 
-def _error_response(request: Request, error: RouterError) -> Response:
+def _error_response(
+    request: Request, error: RouterError, door: FrontDoor | None = None
+) -> Response:
+    """The error in the shape of the API it answers (OpenAI's unless a front door says)."""
     request_id = request_id_of(request)
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is not None:
         runtime.observer.rejected(request_id, request.url.path, error)
     headers = {"x-request-id": request_id, **error.headers()}
-    return Response(
-        error.body(), status_code=error.status, media_type="application/json", headers=headers
-    )
+    body = error.body() if door is None else door.error_body(error)
+    return Response(body, status_code=error.status, media_type="application/json", headers=headers)
 
 
 async def _router_error(request: Request, exc: Exception) -> Response:
@@ -68,14 +72,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, error)
 
 
-async def _unexpected_error(request: Request, exc: BaseException) -> Response:
+async def _unexpected_error(
+    request: Request, exc: BaseException, door: FrontDoor | None = None
+) -> Response:
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
     error = RouterError(
         "The router hit an internal error. Retry; if it persists, report the "
         "x-request-id to the operator.",
         code="internal_error",
     )
-    return _error_response(request, error)
+    return _error_response(request, error, door)
 
 
 _CHAT_BODY = {
@@ -147,7 +153,7 @@ def create_app(config: RouterConfig, runtime: Runtime | None = None) -> FastAPI:
 
 
 class HotPath:
-    """ASGI front door: `POST /v1/chat/completions` goes straight to its handler, skipping
+    """ASGI entry: `POST /v1/chat/completions` goes straight to the pipeline, skipping
     FastAPI's middleware and dependency machinery (a measured ~10% of the router's CPU per
     request); everything else, lifespan included, is FastAPI's. Errors render the same way
     on both paths. Oversized headers are refused here for every route; a head that is still
@@ -156,9 +162,9 @@ class HotPath:
     def __init__(self, app: FastAPI, max_header_bytes: int) -> None:
         self.app = app
         self._max_header_bytes = max_header_bytes
-        self._routes = {
-            ("POST", "/v1/chat/completions"): chat.chat_completions,
-            ("POST", "/chat/completions"): chat.chat_completions,
+        self._doors: dict[tuple[str, str], FrontDoor] = {
+            ("POST", "/v1/chat/completions"): chat.CHAT,
+            ("POST", "/chat/completions"): chat.CHAT,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,17 +182,17 @@ class HotPath:
             too_big.status = 431
             await _error_response(request, too_big)(scope, receive, send)
             return
-        handler = self._routes.get((scope["method"], scope["path"]))
-        if handler is None:
+        door = self._doors.get((scope["method"], scope["path"]))
+        if door is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
         try:
-            response = await handler(request)
+            response = await serve(request, door)
         except RouterError as error:
-            response = _error_response(request, error)
-        except Exception as error:  # noqa: BLE001 - logged, answered in OpenAI's shape
-            response = await _unexpected_error(request, error)
+            response = _error_response(request, error, door)
+        except Exception as error:  # noqa: BLE001 - logged, answered in the door's shape
+            response = await _unexpected_error(request, error, door)
         await response(scope, receive, send)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from router.errors import NotFound
-from router.server.admin import require_admin
+from router.server.admin_auth import require_admin
 from router.supply.manager import SupplyManager
 from router.supply.model import Force
 

@@ -8,27 +8,30 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 
 from router.core.explain import trace
-from router.core.model import Principal
 from router.errors import InvalidRequest
 from router.runtime import Runtime
-from router.server.admin import require_admin
-from router.server.chat import caller_and_body, pinned_backend
+from router.server.admin_auth import require_admin
+from router.server.body import read_json_body
+from router.server.chat import CHAT
+from router.server.pipeline.authenticate import authenticate
+from router.server.pipeline.inspect import inspect
+from router.server.pipeline.route import principal_of, route, state_of
 
 router = APIRouter()
 
 
 @router.post("/v1/route/explain", tags=["client"])
 async def explain(request: Request) -> dict[str, object]:
-    """The decision trace for a chat request: no backend is called and nothing is charged."""
+    """The decision trace for a chat request, from the same steps the request itself would
+    take up to admission: no backend is called and nothing is charged."""
     runtime: Runtime = request.app.state.runtime
-    key, body = await caller_and_body(request, runtime)
-    pinned = pinned_backend(body, runtime)
-    features = runtime.inspect(body, request.headers)
-    snapshot = runtime.snapshot(key, with_prices=True)
-    principal = Principal(key_id=key.key_id, team=key.team, tags=key.tags, name=key.name)
-    engine = runtime.policy.engine
-    decision = engine.decide(features, principal, snapshot, pinned)
-    result = trace(engine, features, principal, snapshot, decision, pinned=pinned)
+    limits = runtime.config.server
+    key = await authenticate(request, runtime)
+    body = await read_json_body(request, limits.max_body_bytes, limits.max_json_depth)
+    features, pinned = inspect(CHAT, body, request.headers, runtime)
+    state = state_of(runtime, key, with_prices=True)
+    plan = route(runtime, key, features, pinned, state)
+    result = trace(runtime.policy.engine, features, principal_of(key), state, plan, pinned=pinned)
     result["policy"] = str(runtime.policy.path)
     result["at"] = time.time()
     return result

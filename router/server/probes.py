@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from router.runtime import Runtime
+from router.server.pipeline.authenticate import authenticate
 
 router = APIRouter()
 
@@ -35,8 +36,7 @@ async def readyz(request: Request) -> Response:
 async def list_models(request: Request) -> dict[str, object]:
     """What a client may put in `model`: the routed aliases and each backend."""
     runtime: Runtime = request.app.state.runtime
-    client = request.client.host if request.client else "unknown"
-    await runtime.keys.resolve(request.headers.get("authorization"), client)
+    await authenticate(request, runtime)
     created = int(runtime.started_at or time.time())
     return {
         "object": "list",

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -31,7 +32,8 @@ from router.store.codec import entry_from_fields
 from tests.fake_upstream import FakeUpstream
 from tests.router_process import ADMIN_KEY, RouterProcess, router_config
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+"""The shared test Redis; every test keeps to key prefixes of its own there."""
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN_KEY}"}
 PROMPT = [{"role": "user", "content": "summarise the quarterly spend report in one line"}]
 ERROR_FIELDS = {"message", "type", "param", "code"}

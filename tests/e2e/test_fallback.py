@@ -24,6 +24,7 @@ import openai
 import pytest
 import redis
 
+from tests.e2e.support import REDIS_URL
 from tests.fake_upstream import FakeUpstream
 from tests.router_process import ADMIN_KEY, CLIENT_KEY, RouterProcess, router_config
 
@@ -38,7 +39,6 @@ IMAGE = [
     }
 ]
 LONG = [{"role": "user", "content": "word " * 3000}]
-REDIS_URL = "redis://127.0.0.1:6379/0"
 COOLDOWN_S = 2.0
 
 BREAKER = {

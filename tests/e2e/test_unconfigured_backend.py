@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -53,3 +54,37 @@ def test_mini_still_serves_text(keyless, fakes):
     )
     assert raw.headers["x-router-backend"] == "mini"
     assert "x-router-fallbacks" not in raw.headers
+
+
+def test_explain_names_the_same_refusal_the_request_gets(keyless, fakes):
+    mini, full = fakes
+    client = openai.OpenAI(base_url=keyless.base_url, api_key=CLIENT_KEY, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="auto", messages=IMAGE)
+    explained = httpx.post(
+        f"{keyless.url}/v1/route/explain",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "auto", "messages": IMAGE},
+    )
+    assert explained.status_code == 200
+    trace = explained.json()
+    assert trace["decision"]["rejection"] == {
+        "status": info.value.status_code,
+        "code": "backend_not_configured",
+        "message": info.value.body["message"],
+    }
+    assert trace["decision"]["candidates"] == [] and trace["candidates"] == []
+    assert trace["dropped"]["full"] == "no API key"
+    assert full.call_count == 0 and mini.call_count == 0
+
+
+def test_explain_drops_the_keyless_backend_the_request_never_falls_back_to(keyless, fakes):
+    trace = httpx.post(
+        f"{keyless.url}/v1/route/explain",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+    ).json()
+    assert trace["decision"]["rejection"] is None
+    assert trace["decision"]["candidates"] == ["mini"]
+    assert [c["backend"] for c in trace["candidates"]] == ["mini"]
+    assert trace["dropped"] == {"full": "no API key"}

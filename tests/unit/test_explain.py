@@ -6,7 +6,8 @@ import json
 
 from router.core.explain import render, trace
 from router.core.model import BudgetLeft, Price, Principal, PromptSize, Snapshot
-from tests.unit.core_support import build_engine, features
+from router.core.plan import Planner
+from tests.unit.core_support import BACKENDS, build_engine, features
 
 ENGINE = build_engine("""
 rules:
@@ -20,6 +21,7 @@ rules:
   - name: full
     route: [full]
 """)
+PLANNER = Planner(BACKENDS)
 WHO = Principal("k", "t")
 PRICES = {
     "mini": Price("mini", 1, 0.0, 100_000, 400_000),
@@ -27,10 +29,10 @@ PRICES = {
 }
 
 
-def test_trace_lists_rules_candidates_and_costs() -> None:
+def test_trace_lists_rules_candidates_and_what_admission_would_reserve() -> None:
     feats = features(PromptSize(40, 60, lambda: 50))
-    decision = ENGINE.decide(feats, WHO, Snapshot(prices=PRICES))
-    data = trace(ENGINE, feats, WHO, Snapshot(prices=PRICES), decision)
+    plan = PLANNER.route(ENGINE, feats, WHO, Snapshot(prices=PRICES))
+    data = trace(ENGINE, feats, WHO, Snapshot(prices=PRICES), plan)
     json.dumps(data)
     assert data["features"]["prompt_tokens"] == {"lower": 40, "upper": 60, "exact": 50}
     assert [r["rule"] for r in data["rules"]] == ["low-budget", "mini-first", "full"]
@@ -44,15 +46,17 @@ def test_trace_lists_rules_candidates_and_costs() -> None:
     assert data["decision"]["candidates"] == ["mini", "full"]
     mini, full = data["candidates"]
     assert (mini["output_tokens"], full["output_tokens"]) == (100, 100)
-    assert mini["worst_case_micros"] == 45
-    assert full["worst_case_micros"] == 900
+    # A short prompt reserves its upper bound (60), not the exact count the trace shows.
+    assert data["reserve"] == {"prompt_tokens": 60, "max_output_tokens": 100}
+    assert mini["worst_case_micros"] == 46
+    assert full["worst_case_micros"] == 920
     assert full["price_version"] == 3
 
 
 def test_trace_of_a_rejection_and_dropped_backends() -> None:
     feats = features(inputs=("image",), max_output_tokens=1000)
-    decision = ENGINE.decide(feats, WHO, Snapshot())
-    data = trace(ENGINE, feats, WHO, Snapshot(), decision, exact=False)
+    plan = PLANNER.route(ENGINE, feats, WHO, Snapshot())
+    data = trace(ENGINE, feats, WHO, Snapshot(), plan, exact=False)
     assert data["decision"]["rejection"]["code"] == "no_capable_backend"
     assert data["dropped"] == {"full": "max output is 500 tokens, 1000 asked"}
     assert data["candidates"] == []
@@ -63,8 +67,8 @@ def test_trace_of_a_rejection_and_dropped_backends() -> None:
 
 def test_trace_of_a_pinned_request_shows_skipped_rules() -> None:
     snapshot = Snapshot(key_budget=BudgetLeft(1, 100, 50))
-    decision = ENGINE.decide(features(), WHO, snapshot, "full")
-    data = trace(ENGINE, features(), WHO, snapshot, decision, pinned="full")
+    plan = PLANNER.route(ENGINE, features(), WHO, snapshot, "full")
+    data = trace(ENGINE, features(), WHO, snapshot, plan, pinned="full")
     assert data["rules"][0]["skipped"] == "does not route to the pinned model 'full'"
     assert data["decision"]["rule"] == "mini-first"
     assert data["candidates"][0]["backend"] == "full"
@@ -72,11 +76,23 @@ def test_trace_of_a_pinned_request_shows_skipped_rules() -> None:
 
 def test_render_is_a_readable_table() -> None:
     feats = features(prefer="cost")
-    decision = ENGINE.decide(feats, WHO, Snapshot(prices=PRICES))
-    text = render(trace(ENGINE, feats, WHO, Snapshot(prices=PRICES), decision))
+    plan = PLANNER.route(ENGINE, feats, WHO, Snapshot(prices=PRICES))
+    text = render(trace(ENGINE, feats, WHO, Snapshot(prices=PRICES), plan))
     assert "Decision: rule mini-first" in text
     assert "prefer            cost" in text
     assert "no     low-budget" in text
     assert "match  mini-first" in text
     assert "1  mini" in text
     assert "max_tokens capped at 100" in text
+    assert "reserves 100 prompt + 100 output tokens" in text
+
+
+def test_trace_of_a_backend_without_an_api_key_names_the_setting() -> None:
+    planner = Planner(BACKENDS, ["full"], config_source="router.yaml")
+    feats = features(inputs=("image",))
+    plan = planner.route(ENGINE, feats, WHO, Snapshot())
+    data = trace(ENGINE, feats, WHO, Snapshot(), plan)
+    rejection = data["decision"]["rejection"]
+    assert (rejection["status"], rejection["code"]) == (503, "backend_not_configured")
+    assert "backends.full.api_key in router.yaml" in rejection["message"]
+    assert data["candidates"] == [] and data["dropped"] == {"full": "no API key"}
